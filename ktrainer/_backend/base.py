@@ -1,0 +1,47 @@
+"""The backend seam's contract: what each backend module provides.
+
+ktrainer is written once against `keras`, `keras.ops` and numpy. The few
+things that need a framework's own API — a compiled training step that
+keeps state the way `model.fit` does, and a compiled evaluation step —
+live behind this seam, one module per backend with the same names:
+
+- `TrainStep(model, optimizer, loss_fn=None)`: one optimization step per
+  call. With `loss_fn=None` it runs the compiled model's own `train_step`
+  (its compiled loss, optimizer and metrics, as `fit` does) and returns
+  the logs of that batch alone (metrics are reset before every batch, so
+  a value is the batch's, as Chainer reports it). With a `loss_fn`, a
+  backend-neutral function `loss_fn(data) -> (loss, observations)`, it
+  differentiates the loss with respect to `model.trainable_variables`,
+  applies `optimizer`, and returns `(loss, observations)`.
+  Returned values stay backend tensors: no host sync.
+  `sync()` makes the Keras variables hold the current state (JAX keeps
+  state as arrays between steps, as `fit` does; elsewhere a no-op) and
+  makes the next call re-read the variables, so changes that extensions
+  make to variables (a new learning rate, loaded weights) take effect.
+- `TestStep(model)`: `reset()`, `__call__(data)` accumulates the compiled
+  loss and metrics over batches, `result()` returns their logs, exactly
+  as `model.evaluate` computes them.
+- `device_scope(name)`: a context manager placing computation on a Keras
+  device name (`'cpu:0'`, `'gpu:1'`), or a no-op for `None`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+LossFn = Callable[[Any], tuple[Any, dict[str, Any]]]
+
+
+class TrainStepProtocol(Protocol):
+    def __call__(self, data: Any) -> dict[str, Any]: ...
+
+    def sync(self) -> None: ...
+
+
+class TestStepProtocol(Protocol):
+    def reset(self) -> None: ...
+
+    def __call__(self, data: Any) -> None: ...
+
+    def result(self) -> dict[str, Any]: ...

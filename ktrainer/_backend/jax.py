@@ -1,0 +1,146 @@
+"""JAX steps: functional state kept as arrays between steps, as `fit` does."""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+from keras import StatelessScope
+
+from ktrainer._backend._common import metric_reset_values, require_built
+
+
+def device_scope(name):
+    if name is None:
+        return contextlib.nullcontext()
+    import keras
+
+    return keras.device(name)
+
+
+def _write(variables, values) -> None:
+    # `_direct_assign` skips assign()'s conversion and shape checks: the
+    # values come from a step over these same variables. This is what
+    # keeps a sync cheap enough to run before every model-reading extension.
+    for variable, value in zip(variables, values):
+        variable._direct_assign(value)
+
+
+class TrainStep:
+    """A jitted train step whose state lives outside the Keras variables.
+
+    Between syncs the (trainable, non-trainable, optimizer) arrays are
+    held here and threaded through the step; `sync()` writes them back.
+    """
+
+    def __init__(self, model, optimizer, loss_fn=None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self._loss_fn = loss_fn
+        self._state = None
+        self._metrics_init = None
+        self._built = False
+        fn = self._compiled_step if loss_fn is None else self._custom_step
+        self._jitted = jax.jit(fn)
+
+    def _variables(self):
+        return (
+            self.model.trainable_variables,
+            self.model.non_trainable_variables,
+            self.optimizer.variables,
+        )
+
+    def _compiled_step(self, state, metrics_init, data):
+        trainable, non_trainable, opt_vars = state
+        logs, new_state = self.model.train_step(
+            (trainable, non_trainable, opt_vars, metrics_init), data
+        )
+        return logs, new_state[:3]
+
+    def _custom_step(self, state, metrics_init, data):
+        del metrics_init
+        trainable, non_trainable, opt_vars = state
+        model = self.model
+
+        def compute(trainable, non_trainable):
+            mapping = [
+                *zip(model.trainable_variables, trainable),
+                *zip(model.non_trainable_variables, non_trainable),
+            ]
+            with StatelessScope(state_mapping=mapping) as scope:
+                loss, observations = self._loss_fn(data)
+                scaled = self.optimizer.scale_loss(loss)
+            new_non_trainable = [
+                _current(scope, ref, old)
+                for ref, old in zip(model.non_trainable_variables, non_trainable)
+            ]
+            return scaled, (loss, observations, new_non_trainable)
+
+        grad_fn = jax.value_and_grad(compute, has_aux=True)
+        (_, (loss, observations, non_trainable)), grads = grad_fn(
+            trainable, non_trainable
+        )
+        trainable, opt_vars = self.optimizer.stateless_apply(
+            opt_vars, grads, trainable
+        )
+        return (loss, observations), (trainable, non_trainable, opt_vars)
+
+    def __call__(self, data):
+        if not self._built:
+            if self._loss_fn is None:
+                require_built(self.model, data)
+                self._metrics_init = metric_reset_values(self.model)
+            elif not self.optimizer.built:
+                self.optimizer.build(self.model.trainable_variables)
+            self._built = True
+        if self._state is None:
+            self._state = tuple(
+                [v.value for v in group] for group in self._variables()
+            )
+        logs, self._state = self._jitted(self._state, self._metrics_init, data)
+        return logs
+
+    def sync(self) -> None:
+        if self._state is None:
+            return
+        for variables, values in zip(self._variables(), self._state):
+            _write(variables, values)
+        self._state = None
+
+
+def _current(scope, ref, old):
+    value = scope.get_current_value(ref)
+    return old if value is None else value
+
+
+class TestStep:
+    """A jitted `test_step` that accumulates metrics functionally."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._jitted = jax.jit(self._step)
+        self._metrics = None
+        self._logs = {}
+
+    def _step(self, trainable, non_trainable, metrics, data):
+        logs, state = self.model.test_step((trainable, non_trainable, metrics), data)
+        return logs, state[2]
+
+    def reset(self) -> None:
+        self._metrics = None
+        self._logs = {}
+
+    def __call__(self, data) -> None:
+        model = self.model
+        if self._metrics is None:
+            require_built(model, data)
+            self._metrics = metric_reset_values(model)
+        self._logs, self._metrics = self._jitted(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            self._metrics,
+            data,
+        )
+
+    def result(self) -> dict:
+        return dict(self._logs)

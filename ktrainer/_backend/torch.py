@@ -1,0 +1,111 @@
+"""PyTorch steps: eager, as `fit` runs them by default."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ktrainer._backend._common import metric_reset_values, require_built
+
+
+def device_scope(name):
+    if name is None:
+        return contextlib.nullcontext()
+    import keras
+
+    return keras.device(name)
+
+
+def _to_tensors(data):
+    import keras
+
+    return keras.tree.map_structure(
+        lambda a: a if a is None else keras.ops.convert_to_tensor(a), data
+    )
+
+
+class TrainStep:
+    """The model's `train_step` (or a custom loss with `backward()`)."""
+
+    def __init__(self, model, optimizer, loss_fn=None) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self._loss_fn = loss_fn
+        self._built = False
+        self._in_train_mode = False
+        self._metric_pairs = []
+
+    def _build(self, data) -> None:
+        if self._loss_fn is None:
+            require_built(self.model, data)
+            inits = metric_reset_values(self.model)
+            self._metric_pairs = [
+                (v.value, init.clone())
+                for v, init in zip(self.model.metrics_variables, inits)
+            ]
+        elif not self.optimizer.built:
+            self.optimizer.build(self.model.trainable_variables)
+        self._built = True
+
+    def __call__(self, data):
+        data = _to_tensors(data)
+        if not self._built:
+            self._build(data)
+        if not self._in_train_mode:
+            # Like fit: put torch modules in training mode (dropout, BN).
+            self.model.train()
+            self._in_train_mode = True
+        if self._loss_fn is not None:
+            return self._custom_step(data)
+        with torch.no_grad():
+            for value, init in self._metric_pairs:
+                value.copy_(init)
+        return self.model.train_step(data)
+
+    def _custom_step(self, data):
+        model = self.model
+        variables = model.trainable_variables
+        model.zero_grad()
+        loss, observations = self._loss_fn(data)
+        self.optimizer.scale_loss(loss).backward()
+        grads = [v.value.grad for v in variables]
+        with torch.no_grad():
+            self.optimizer.apply(grads, variables)
+        # Detach so reported values do not keep the autograd graph alive.
+        observations = {
+            k: v.detach() if isinstance(v, torch.Tensor) else v
+            for k, v in observations.items()
+        }
+        return loss.detach(), observations
+
+    def sync(self) -> None:
+        # An extension (an evaluator) may have switched modules to eval mode.
+        self._in_train_mode = False
+
+
+class TestStep:
+    """The model's `test_step` run eagerly without gradients."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self._built = False
+        self._logs = {}
+
+    def reset(self) -> None:
+        for metric in self.model.metrics:
+            metric.reset_state()
+        self._logs = {}
+
+    def __call__(self, data) -> None:
+        data = _to_tensors(data)
+        if not self._built:
+            require_built(self.model, data)
+            self.reset()
+            self._built = True
+        self.model.eval()
+        with torch.no_grad():
+            self._logs = self.model.test_step(data)
+
+    def result(self) -> dict:
+        return dict(self._logs)

@@ -1,0 +1,3 @@
+"""Standard trainer extensions."""
+
+__all__: list[str] = []

@@ -1,0 +1,54 @@
+"""The updater interface: what a trainer asks of its training step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Updater:
+    """Interface of the object that performs one training iteration.
+
+    A `Trainer` calls `update()` once per iteration and reads `iteration`,
+    `epoch`, `epoch_detail`, `previous_epoch_detail` and `is_new_epoch`
+    for its triggers. Subclasses implement those plus the accessors below.
+    """
+
+    iteration: int = 0
+
+    def connect_trainer(self, trainer) -> None:
+        """Called by the trainer it is given to; a hook for setup."""
+
+    def finalize(self) -> None:
+        """Releases resources (e.g. iterator threads) after training."""
+
+    def get_optimizer(self, name: str = "main") -> Any:
+        """Returns the Keras optimizer registered as `name`."""
+        raise NotImplementedError
+
+    def get_all_optimizers(self) -> dict[str, Any]:
+        """Returns a dict of every registered Keras optimizer by name."""
+        raise NotImplementedError
+
+    def get_model(self, name: str = "main") -> Any:
+        """Returns the Keras model registered as `name`."""
+        raise NotImplementedError
+
+    def get_all_models(self) -> dict[str, Any]:
+        """Returns a dict of every registered Keras model by name."""
+        return {}
+
+    def update(self) -> None:
+        """Performs one training iteration."""
+        raise NotImplementedError
+
+    def sync_model_state(self) -> None:
+        """Makes the Keras variables hold the current training state.
+
+        Backends that keep training state outside the variables between
+        steps (JAX) write it back here; the trainer calls this before any
+        extension that reads or writes model or optimizer variables.
+        """
+
+    def serialize(self, serializer) -> None:
+        """Saves or loads the updater's state."""
+        raise NotImplementedError

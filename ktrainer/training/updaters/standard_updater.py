@@ -1,0 +1,328 @@
+"""The standard updater: one optimization step of the main model per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from ktrainer import _backend
+from ktrainer import reporter as reporter_module
+from ktrainer.dataset.convert import concat_examples, parse_device
+from ktrainer.training.updater import Updater
+
+
+def _as_dict(value, what: str) -> dict:
+    return dict(value) if isinstance(value, dict) else {"main": value}
+
+
+def _check_iterator(name: str, iterator) -> None:
+    missing = [
+        attr for attr in ("epoch", "epoch_detail", "is_new_epoch")
+        if not hasattr(iterator, attr)
+    ]
+    if not callable(getattr(iterator, "__next__", None)) or missing:
+        raise TypeError(
+            "iterator must be a ktrainer iterator (e.g. SerialIterator) or a "
+            "dict of them; it needs __next__, epoch, epoch_detail and "
+            f"is_new_epoch. Received: iterator[{name!r}]={iterator!r}"
+        )
+
+
+class StandardUpdater(Updater):
+    """Trains a Keras model on the batches of an iterator, one per update.
+
+    Each `update()` takes a batch from the `'main'` iterator, converts it
+    with `converter`, runs one optimization step of the `'main'` model and
+    reports the batch's loss and metrics as `'main/loss'`,
+    `'main/<metric>'` (as Chainer's `Classifier` does). The step is
+    compiled the way `model.fit` compiles it on each backend; reported
+    values stay on the device, so nothing waits for the step to finish
+    unless an extension reads a value.
+
+    `optimizer` is one of:
+
+    - a compiled `keras.Model`: its compiled optimizer, loss and metrics
+      are used; the batch is `(x, y)` or `(x, y, sample_weight)`;
+    - a `keras.optimizers.Optimizer`, with `model=` and `loss_func=`;
+    - a dict of names to either (with `model` then a dict too). Only
+      `'main'` is stepped by `update_core`; subclasses step others.
+
+    `loss_func`, when given, is called as in Chainer with the converted
+    batch (a tuple unpacked as positional arguments, a dict as keyword
+    arguments, an array as one argument) and returns a scalar loss; it may
+    call `ktrainer.report`. Gradients are taken with respect to the
+    model's trainable variables. Unless it reports `'main/loss'` itself,
+    the loss is reported under that key.
+
+    Args:
+        iterator: a ktrainer iterator, or a dict of them with a `'main'`.
+        optimizer: see above.
+        converter: turns a list of examples into arrays.
+            Defaults to `concat_examples`.
+        device: where to run: `None`, `-1` or `'cpu'` for the host;
+            `0`, `'gpu'` or `'gpu:N'` for an accelerator. Defaults to
+            `None` (Keras's default placement).
+        loss_func: a custom loss, see above. Defaults to `None`.
+        loss_scale: multiplies the loss before differentiation and divides
+            the gradients after (Keras's `loss_scale_factor`). Defaults to
+            `None`.
+        auto_new_epoch: kept for Chainer compatibility; Keras optimizers
+            have no per-epoch hook. Defaults to `True`.
+        model: the model(s) when `optimizer` is a Keras optimizer.
+            Defaults to `None`.
+    """
+
+    def __init__(
+        self,
+        iterator,
+        optimizer,
+        converter: Callable = concat_examples,
+        device: Any = None,
+        loss_func: Callable | None = None,
+        loss_scale: float | None = None,
+        auto_new_epoch: bool = True,
+        *,
+        model=None,
+    ) -> None:
+        iterators = _as_dict(iterator, "iterator")
+        if "main" not in iterators:
+            raise ValueError(
+                "iterator must contain a 'main' iterator. "
+                f"Received: iterator keys={sorted(iterators)}"
+            )
+        for name, it in iterators.items():
+            _check_iterator(name, it)
+        if not callable(converter):
+            raise TypeError(
+                f"converter must be callable. Received: converter={converter!r}"
+            )
+        if loss_func is not None and not callable(loss_func):
+            raise TypeError(
+                f"loss_func must be callable. Received: loss_func={loss_func!r}"
+            )
+        if loss_scale is not None and not loss_scale > 0:
+            raise ValueError(
+                f"loss_scale must be positive. Received: loss_scale={loss_scale!r}"
+            )
+        self._iterators = iterators
+        self._models, self._optimizers = _resolve_models(optimizer, model, loss_func)
+        if loss_scale is not None:
+            for opt in self._optimizers.values():
+                opt.loss_scale_factor = float(loss_scale)
+        for name, mdl in self._models.items():
+            opt = self._optimizers[name]
+            if mdl.built and not opt.built:
+                # Slot variables must exist before a snapshot can load them.
+                opt.build(mdl.trainable_variables)
+        self.converter = converter
+        self.device = device
+        self._device_name = parse_device(device)
+        self.loss_func = loss_func
+        self.loss_scale = loss_scale
+        self.auto_new_epoch = auto_new_epoch
+        self.iteration = 0
+        self._steps: dict[str, Any] = {}
+        self._trainer = None
+
+    # -- Chainer's accessors -------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return self._iterators["main"].epoch
+
+    @property
+    def epoch_detail(self) -> float:
+        return self._iterators["main"].epoch_detail
+
+    @property
+    def previous_epoch_detail(self) -> float | None:
+        return self._iterators["main"].previous_epoch_detail
+
+    @property
+    def is_new_epoch(self) -> bool:
+        return self._iterators["main"].is_new_epoch
+
+    def get_optimizer(self, name: str = "main"):
+        return _lookup(self._optimizers, name, "optimizer")
+
+    def get_all_optimizers(self) -> dict:
+        return dict(self._optimizers)
+
+    def get_model(self, name: str = "main"):
+        return _lookup(self._models, name, "model")
+
+    def get_all_models(self) -> dict:
+        return dict(self._models)
+
+    def get_iterator(self, name: str = "main"):
+        return _lookup(self._iterators, name, "iterator")
+
+    def connect_trainer(self, trainer) -> None:
+        self._trainer = trainer
+
+    def finalize(self) -> None:
+        for iterator in self._iterators.values():
+            finalize = getattr(iterator, "finalize", None)
+            if finalize is not None:
+                finalize()
+
+    # -- training ------------------------------------------------------------
+
+    def update(self) -> None:
+        """Runs `update_core()` and counts the iteration."""
+        self.update_core()
+        self.iteration += 1
+
+    def update_core(self) -> None:
+        """Steps the `'main'` model on the next batch of the `'main'` iterator."""
+        batch = next(self._iterators["main"])
+        self.step("main", self.converter(batch, self.device))
+
+    def step(self, name: str, in_arrays) -> None:
+        """Runs one optimization step of model `name` and reports its logs.
+
+        Subclasses with several models call this from `update_core`.
+        """
+        step = self._steps.get(name)
+        if step is None:
+            step = self._steps[name] = self._make_step(name, in_arrays)
+        with _backend.device_scope(self._device_name):
+            result = step(_as_keras_data(in_arrays, self.loss_func))
+        if self.loss_func is None:
+            prefix = name + "/"
+            reporter_module.report({prefix + k: v for k, v in result.items()})
+        else:
+            loss, observations = result
+            key = name + "/loss"
+            if key not in observations:
+                observations = {**observations, key: loss}
+            reporter_module.report(observations)
+
+    def _make_step(self, name: str, in_arrays):
+        model, optimizer = self._models[name], self._optimizers[name]
+        if self.loss_func is None:
+            _check_batch(in_arrays)
+            return _backend.TrainStep(model, optimizer)
+        return _backend.TrainStep(
+            model, optimizer, _capturing_loss(self.loss_func, self._observer_names())
+        )
+
+    def _observer_names(self) -> dict:
+        reporter = getattr(self._trainer, "reporter", None)
+        if reporter is None:
+            reporter = reporter_module.Reporter()
+            for name, mdl in self._models.items():
+                reporter.add_observer(name, mdl)
+        return reporter
+
+    def sync_model_state(self) -> None:
+        """Writes step state back into the Keras variables (see `Updater`)."""
+        for step in self._steps.values():
+            step.sync()
+
+    def serialize(self, serializer) -> None:
+        """Saves or loads iterators, models, optimizers and the iteration."""
+        from ktrainer.serializers import serialize_object
+
+        self.sync_model_state()
+        for name, iterator in self._iterators.items():
+            iterator.serialize(serializer["iterator:" + name])
+        for name, optimizer in self._optimizers.items():
+            serialize_object(optimizer, serializer["optimizer:" + name])
+            serialize_object(self._models[name], serializer["model:" + name])
+        self.iteration = serializer("iteration", self.iteration)
+
+
+def _lookup(table: dict, name: str, what: str):
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(
+            f"no {what} named {name!r}; registered: {sorted(table)}"
+        ) from None
+
+
+def _resolve_models(optimizer, model, loss_func) -> tuple[dict, dict]:
+    optimizers = _as_dict(optimizer, "optimizer")
+    models_arg = model if isinstance(model, dict) else (
+        {} if model is None else {"main": model}
+    )
+    models, opts = {}, {}
+    for name, opt in optimizers.items():
+        if isinstance(opt, keras.Model):
+            if opt.optimizer is None:
+                raise ValueError(
+                    f"optimizer[{name!r}] is a keras.Model that is not compiled; "
+                    "call model.compile(optimizer=..., loss=...) first. "
+                    f"Received: optimizer[{name!r}]={opt.name!r}"
+                )
+            models[name], opts[name] = opt, opt.optimizer
+        elif isinstance(opt, keras.optimizers.Optimizer):
+            mdl = models_arg.get(name)
+            if not isinstance(mdl, keras.Model):
+                raise TypeError(
+                    "model must be given as a keras.Model (or a dict of them) "
+                    "when optimizer is a keras optimizer. "
+                    f"Received: model={mdl!r} for optimizer {name!r}"
+                )
+            if loss_func is None:
+                raise ValueError(
+                    "loss_func is required when optimizer is a keras optimizer "
+                    "rather than a compiled model. Received: loss_func=None"
+                )
+            models[name], opts[name] = mdl, opt
+        else:
+            raise TypeError(
+                "optimizer must be a compiled keras.Model, a "
+                "keras.optimizers.Optimizer or a dict of them. "
+                f"Received: optimizer={opt!r}"
+            )
+    return models, opts
+
+
+def _check_batch(in_arrays) -> None:
+    """Rejects batches a compiled model's train_step cannot take."""
+    if isinstance(in_arrays, (tuple, list)):
+        if not 1 <= len(in_arrays) <= 3:
+            raise ValueError(
+                "a batch for a compiled model must convert to (x,), (x, y) or "
+                "(x, y, sample_weight). Received: a tuple of "
+                f"{len(in_arrays)} arrays"
+            )
+        return
+    if isinstance(in_arrays, dict) or hasattr(in_arrays, "shape"):
+        return
+    raise TypeError(
+        "the converter must return arrays, a tuple or a dict of arrays. "
+        f"Received: {type(in_arrays).__name__}"
+    )
+
+
+def _as_keras_data(in_arrays, loss_func):
+    if loss_func is None and isinstance(in_arrays, list):
+        return tuple(in_arrays)
+    return in_arrays
+
+
+def _capturing_loss(loss_func: Callable, reporter) -> Callable:
+    """Wraps `loss_func` so its reports come back as outputs of the step.
+
+    A compiled step (jit, tf.function) cannot report from inside: values
+    there are symbolic. The wrapper collects reports into a dict the step
+    returns, and the updater reports the concrete values afterwards.
+    """
+
+    def loss_fn(data):
+        observation: dict = {}
+        with reporter.scope(observation):
+            if isinstance(data, tuple):
+                loss = loss_func(*data)
+            elif isinstance(data, dict):
+                loss = loss_func(**data)
+            else:
+                loss = loss_func(data)
+        return loss, observation
+
+    return loss_fn
