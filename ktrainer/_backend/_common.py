@@ -13,7 +13,11 @@ def metric_reset_values(model) -> list:
     """
     for metric in model.metrics:
         metric.reset_state()
-    return [v.value for v in model.metrics_variables]
+    # Copies: on TensorFlow and torch `.value` is the live variable itself.
+    return [
+        keras.ops.convert_to_tensor(keras.ops.convert_to_numpy(v.value))
+        for v in model.metrics_variables
+    ]
 
 
 def require_built(model, data) -> None:

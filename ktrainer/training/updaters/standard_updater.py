@@ -252,7 +252,7 @@ def _resolve_models(optimizer, model, loss_func) -> tuple[dict, dict]:
     models, opts = {}, {}
     for name, opt in optimizers.items():
         if isinstance(opt, keras.Model):
-            if opt.optimizer is None:
+            if getattr(opt, "optimizer", None) is None:
                 raise ValueError(
                     f"optimizer[{name!r}] is a keras.Model that is not compiled; "
                     "call model.compile(optimizer=..., loss=...) first. "

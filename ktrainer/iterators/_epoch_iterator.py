@@ -1,0 +1,150 @@
+"""What the index-based iterators share: checks, epoch bookkeeping, state."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ktrainer.dataset._example_batch import make_gather
+from ktrainer.dataset.iterator import Iterator
+from ktrainer.iterators._order_samplers import ShuffleOrderSampler
+from ktrainer.iterators._statemachine import IteratorState, OrderSamplerLike
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a positive int. Received: {name}={value!r} of type "
+            f"{type(value).__name__}"
+        )
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+
+
+def _check_dataset(dataset: Any) -> None:
+    kind = type(dataset)
+    if not (hasattr(kind, "__len__") and hasattr(kind, "__getitem__")):
+        raise TypeError(
+            "dataset must support len() and indexing (a list, a numpy array, "
+            "a TupleDataset...). Received: dataset of type "
+            f"{kind.__name__}"
+        )
+
+
+def _resolve_order_sampler(
+    shuffle: bool | None, order_sampler: OrderSamplerLike | None
+) -> OrderSamplerLike | None:
+    if shuffle is not None and order_sampler is not None:
+        raise ValueError(
+            "shuffle must be None when an order_sampler is given (the sampler "
+            f"decides the order). Received: shuffle={shuffle!r} and "
+            f"order_sampler={order_sampler!r}"
+        )
+    if order_sampler is not None:
+        if not callable(order_sampler):
+            raise TypeError(
+                "order_sampler must be callable as order_sampler(order, "
+                f"position). Received: order_sampler={order_sampler!r}"
+            )
+        return order_sampler
+    if shuffle is None or shuffle:
+        return ShuffleOrderSampler()
+    return None
+
+
+class EpochIterator(Iterator):
+    """An iterator over a dataset by index order, with Chainer's bookkeeping.
+
+    Subclasses produce batches; this class holds the validated arguments,
+    the `IteratorState` and the epoch properties, and serializes them.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        repeat: bool,
+        shuffle: bool | None,
+        order_sampler: OrderSamplerLike | None,
+    ) -> None:
+        _check_dataset(dataset)
+        check_positive_int("batch_size", batch_size)
+        if repeat and len(dataset) == 0:
+            raise ValueError(
+                "dataset must not be empty when repeat=True. Received: a "
+                "dataset of length 0"
+            )
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self._repeat = repeat
+        self._shuffle = shuffle
+        self.order_sampler = _resolve_order_sampler(shuffle, order_sampler)
+        self._gather = make_gather(dataset)
+        self.reset()
+
+    def reset(self) -> None:
+        """Restarts from the first batch of epoch 0 (with a new order)."""
+        order = None
+        if self.order_sampler is not None:
+            order = self.order_sampler(np.arange(len(self.dataset)), 0)
+            if len(order) != len(self.dataset):
+                raise ValueError(
+                    "order_sampler must return an order as long as the dataset "
+                    f"({len(self.dataset)}). Received: an order of length "
+                    f"{len(order)}"
+                )
+        self._state = IteratorState(0, 0, False, order)
+        # -1 stands for None: not every serializer can store None.
+        self._previous_epoch_detail = -1.0
+
+    @property
+    def current_position(self) -> int:
+        """The position of the next batch in the current epoch's order."""
+        return self._state.current_position
+
+    @property
+    def epoch(self) -> int:
+        return self._state.epoch
+
+    @property
+    def is_new_epoch(self) -> bool:
+        return self._state.is_new_epoch
+
+    @property
+    def epoch_detail(self) -> float:
+        size = self._epoch_size
+        if size == 0:
+            return float(self.epoch)
+        return self.epoch + self.current_position / size
+
+    @property
+    def previous_epoch_detail(self) -> float | None:
+        if self._previous_epoch_detail < 0:
+            return None
+        return self._previous_epoch_detail
+
+    @property
+    def repeat(self) -> bool:
+        return self._repeat
+
+    @property
+    def _epoch_size(self) -> int:
+        order = self._state.order
+        return len(self.dataset) if order is None else len(order)
+
+    def serialize(self, serializer) -> None:
+        """Saves or loads the position, epoch, order and sampler state."""
+        current_position = serializer("current_position", self.current_position)
+        epoch = serializer("epoch", self.epoch)
+        is_new_epoch = serializer("is_new_epoch", self.is_new_epoch)
+        order = self._state.order
+        if order is not None:
+            order = serializer("order", order)
+        self._state = IteratorState(current_position, epoch, is_new_epoch, order)
+        self._previous_epoch_detail = serializer(
+            "previous_epoch_detail", self._previous_epoch_detail
+        )
+        if hasattr(self.order_sampler, "serialize"):
+            self.order_sampler.serialize(serializer["order_sampler"])

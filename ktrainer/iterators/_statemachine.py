@@ -1,0 +1,78 @@
+"""The epoch bookkeeping shared by the index-based iterators.
+
+One pure function computes the next batch's indices and the state after
+it, so `SerialIterator` and `MultithreadIterator` (which computes it one
+batch ahead) agree exactly, including batches that span two epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+OrderSamplerLike = Callable[[np.ndarray, int], np.ndarray]
+
+
+class IteratorState(NamedTuple):
+    current_position: int
+    epoch: int
+    is_new_epoch: bool
+    order: np.ndarray | None
+
+
+def _span(order: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+    if order is None:
+        return np.arange(start, stop, dtype=np.intp)
+    return order[start:stop]
+
+
+def _next_order(
+    order_sampler: OrderSamplerLike, order: np.ndarray, position: int
+) -> np.ndarray:
+    new_order = order_sampler(order, position)
+    if len(new_order) != len(order):
+        raise ValueError(
+            "order_sampler must return an order as long as the previous one "
+            f"({len(order)}). Received: an order of length {len(new_order)}"
+        )
+    return new_order
+
+
+def advance(
+    state: IteratorState,
+    batch_size: int,
+    repeat: bool,
+    order_sampler: OrderSamplerLike | None,
+    dataset_len: int,
+) -> tuple[IteratorState, np.ndarray | None]:
+    """Returns the state after the next batch and that batch's indices.
+
+    The indices are `None` once a non-repeating iterator has finished its
+    epoch. When the batch reaches the end of the order, the sampler draws
+    the next epoch's order; a repeating iterator fills the rest of the
+    batch from its head. A non-repeating one ends the batch there.
+    """
+    position, epoch, _, order = state
+    if not repeat and epoch > 0:
+        return state, None
+    size = dataset_len if order is None else len(order)
+    end = position + batch_size
+    if not repeat:
+        end = min(end, size)
+    pieces = []
+    is_new_epoch = False
+    while end >= size:
+        pieces.append(_span(order, position, size))
+        if order is not None:
+            order = _next_order(order_sampler, order, position)
+        position = 0
+        end = end - size if repeat else 0
+        epoch += 1
+        is_new_epoch = True
+    pieces.append(_span(order, position, end))
+    # concatenate copies, so a batch never views the order array, which a
+    # deserializer overwrites in place.
+    indices = np.concatenate(pieces)
+    return IteratorState(end, epoch, is_new_epoch, order), indices

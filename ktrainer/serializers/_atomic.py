@@ -1,0 +1,73 @@
+"""Atomic file replacement for snapshots.
+
+A snapshot is written to a temporary file next to its target, flushed to
+disk and then renamed over the target, so a crash or an exception during
+the save never leaves a half-written file where the previous snapshot was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename itself durable; not possible on every platform.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path to write; on success it replaces `path`.
+
+    The temporary file lives in the directory of `path` (a rename is only
+    atomic within one file system) and is named `.<name>.<random>.tmp`, so
+    globs for the target's name do not match it. When the block exits
+    normally the file is fsynced and moved onto `path` with `os.replace`;
+    when it raises, the temporary file is removed and `path` is untouched.
+
+    Args:
+        path: the file to write.
+
+    Example:
+
+    ```python
+    with atomic_write("result/snapshot_iter_100") as tmp:
+        with h5py.File(tmp, "w") as f:
+            ...
+    ```
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: never clobber another writer's temporary file; mode 0o666 lets
+    # the umask decide permissions, as for a file opened with open().
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        yield temp
+        _fsync_file(temp)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
+    _fsync_directory(directory)

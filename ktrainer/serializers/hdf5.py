@@ -1,0 +1,242 @@
+"""Serialization to HDF5 files: the format of ktrainer snapshots.
+
+The object hierarchy maps onto HDF5 groups and each entry onto a dataset,
+so a snapshot can be read with plain `h5py`. Numbers and arrays are
+numeric datasets, strings are UTF-8 string datasets, and `None` is an
+empty dataset (`h5py.Empty`); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ktrainer.serializers._atomic import atomic_write
+from ktrainer.serializers._base import Serializer
+from ktrainer.serializers._checker import checked_load
+from ktrainer.serializers._keras_state import serialize_object
+from ktrainer.serializers._reader import EntryDeserializer
+from ktrainer.serializers._values import NONE, to_storable
+
+
+def _check_compression(compression: Any) -> int:
+    message = (
+        "compression must be an int from 0 (none) to 9. "
+        f"Received: compression={compression!r}"
+    )
+    if isinstance(compression, bool) or not isinstance(compression, int):
+        raise TypeError(message)
+    if not 0 <= compression <= 9:
+        raise ValueError(message)
+    return compression
+
+
+def _check_group(group: Any) -> None:
+    if not isinstance(group, h5py.Group):
+        raise TypeError(
+            "group must be an h5py.File or h5py.Group. "
+            f"Received: group of type {type(group).__name__}"
+        )
+
+
+class HDF5Serializer(Serializer):
+    """Writes state into an HDF5 group.
+
+    `serializer[name]` is the serializer of the sub-group `name` (created
+    on demand); `serializer(key, value)` writes `value` as the dataset
+    `key` and returns `value`. A key may contain '/' to write into nested
+    groups, as Keras variable paths do. Arrays are written with a single
+    `create_dataset` call, uncompressed unless `compression` is set.
+
+    Args:
+        group: the `h5py.File` or `h5py.Group` to write into.
+        compression: gzip level from 1 to 9 for arrays of more than one
+            element, or 0 for none (fastest). Defaults to `0`.
+    """
+
+    def __init__(self, group: h5py.Group, compression: int = 0) -> None:
+        _check_group(group)
+        self.group = group
+        self.compression = _check_compression(compression)
+
+    def __getitem__(self, key: str) -> HDF5Serializer:
+        return HDF5Serializer(
+            self.group.require_group(key.strip("/")), self.compression
+        )
+
+    def __call__(self, key: str, value: Any) -> Any:
+        name = key.lstrip("/")
+        if name in self.group:
+            raise ValueError(
+                f"key must be new in its group, but {self.group.name.rstrip('/')}/"
+                f"{name} was already written. Received: key={key!r}"
+            )
+        stored = to_storable(key, value)
+        if stored is NONE:
+            self.group.create_dataset(name, data=h5py.Empty("f"))
+        elif isinstance(stored, str) or stored.dtype.kind == "U":
+            # h5py has no fixed-width unicode type; store UTF-8 strings.
+            data = stored if isinstance(stored, str) else stored.astype(object)
+            self.group.create_dataset(name, data=data, dtype=h5py.string_dtype())
+        elif self.compression and stored.size > 1:
+            self.group.create_dataset(
+                name, data=stored, compression="gzip", compression_opts=self.compression
+            )
+        else:
+            self.group.create_dataset(name, data=stored)
+        return value
+
+
+def _decode(dataset: h5py.Dataset) -> Any:
+    if dataset.shape is None:
+        return NONE
+    if h5py.check_string_dtype(dataset.dtype) is not None:
+        data = dataset.asstr()[()]
+        return data if isinstance(data, str) else np.array(data.tolist(), dtype=str)
+    return np.asarray(dataset[()])
+
+
+class HDF5Deserializer(EntryDeserializer):
+    """Reads state from an HDF5 group.
+
+    `deserializer(key, value)` reads the dataset at `path + key` into
+    `value` (see `Deserializer`); `deserializer[name]` reads from the
+    sub-group `name`. An empty dataset reads as `None`.
+
+    Args:
+        group: the `h5py.File` or `h5py.Group` to read from.
+        path: the sub-group to start from, e.g. `'updater/model:main/'`.
+            Defaults to `''` (the whole group).
+        strict: whether a missing entry raises `KeyError`; when `False`
+            it is skipped and the value is returned unchanged.
+            Defaults to `True`.
+    """
+
+    def __init__(self, group: h5py.Group, path: str = "", strict: bool = True) -> None:
+        _check_group(group)
+        super().__init__(path, strict)
+        self.group = group
+
+    def _child(self, path: str) -> HDF5Deserializer:
+        return HDF5Deserializer(self.group, path, self.strict)
+
+    def _has(self, full_key: str) -> bool:
+        return isinstance(self.group.get(full_key), h5py.Dataset)
+
+    def _read(self, full_key: str) -> Any:
+        return _decode(self.group[full_key])
+
+    def _keys(self) -> list[str]:
+        base = self.group.get(self.path.rstrip("/")) if self.path else self.group
+        if not isinstance(base, h5py.Group):
+            return []
+        keys: list[str] = []
+
+        def visit(name: str, node: Any) -> None:
+            if isinstance(node, h5py.Dataset):
+                keys.append(self.path + name)
+
+        base.visititems(visit)
+        return keys
+
+
+class _CachingHDF5Deserializer(HDF5Deserializer):
+    """Keeps what the checking pass read, so a load reads the file once."""
+
+    def __init__(self, group: h5py.Group, path: str, strict: bool, cache: dict) -> None:
+        super().__init__(group, path, strict)
+        self._cache = cache
+
+    def _child(self, path: str) -> _CachingHDF5Deserializer:
+        return _CachingHDF5Deserializer(self.group, path, self.strict, self._cache)
+
+    def _read_for_check(self, full_key: str) -> Any:
+        value = self._cache[full_key] = super()._read(full_key)
+        return value
+
+    def _read(self, full_key: str) -> Any:
+        if full_key in self._cache:
+            return self._cache.pop(full_key)
+        return super()._read(full_key)
+
+
+def _check_filename(filename: Any) -> str:
+    if not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(
+            "filename must be a str or os.PathLike. "
+            f"Received: filename of type {type(filename).__name__}"
+        )
+    return os.fspath(filename)
+
+
+def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> None:
+    """Saves `obj` to an HDF5 file, atomically.
+
+    The file is written next to `filename` under a temporary name, synced
+    to disk and renamed over `filename`; if the save fails, an existing
+    file at `filename` is left as it was.
+
+    Args:
+        filename: the file to write.
+        obj: an object with `serialize(serializer)`, a Keras model, layer
+            or optimizer, or a dict of '/'-joined names to values (written
+            as they are, as Chainer does).
+        compression: gzip level 1 to 9, or 0 for none. Defaults to `0`.
+    """
+    filename = _check_filename(filename)
+    compression = _check_compression(compression)
+    with atomic_write(filename) as temp, h5py.File(temp, "w") as f:
+        serializer = HDF5Serializer(f, compression)
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                serializer(key, value)
+        else:
+            serialize_object(obj, serializer)
+
+
+def load_hdf5(
+    filename: str | os.PathLike, obj: Any, path: str = "", strict: bool = True
+) -> None:
+    """Loads `obj` from an HDF5 file, all or nothing.
+
+    Every entry that `obj` asks for is read and checked against its
+    current value (presence unless `strict=False`, shape and dtype) before
+    anything is assigned; any problem raises one `ValueError` listing
+    them and leaves `obj` as it was.
+
+    Args:
+        filename: the file to read.
+        obj: an object with `serialize(serializer)`, or a Keras model,
+            layer or optimizer.
+        path: the group in the file that holds `obj`'s state, e.g.
+            `'updater/model:main/'`. Defaults to `''` (the whole file).
+        strict: whether entries missing from the file are an error; when
+            `False` they are skipped. Defaults to `True`.
+
+    Raises:
+        FileNotFoundError: if `filename` does not exist.
+        ValueError: if the file is not readable HDF5, or does not match
+            `obj`.
+    """
+    filename = _check_filename(filename)
+    if not os.path.exists(filename):
+        raise FileNotFoundError(
+            2,
+            f"filename must name an existing HDF5 snapshot. Received: {filename!r}",
+            filename,
+        )
+    # Surfaces permission and is-a-directory errors as themselves.
+    open(filename, "rb").close()
+    try:
+        f = h5py.File(filename, "r")
+    except OSError as error:
+        raise ValueError(
+            f"filename={filename!r} is not a readable HDF5 snapshot: "
+            f"it is truncated, damaged or in another format ({error})"
+        ) from error
+    with f:
+        reader = _CachingHDF5Deserializer(f, path, strict, {})
+        checked_load(obj, reader, f"filename={filename!r}")

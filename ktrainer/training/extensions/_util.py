@@ -1,0 +1,48 @@
+"""Small helpers shared by the reporting extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Writes `text` to `path` so readers see the old file or the new one.
+
+    An interrupted write leaves the previous file intact (see
+    `ktrainer.serializers._atomic.atomic_write`).
+    """
+    # Imported here: the serializers package is heavier (h5py) and is not
+    # needed to import the extensions.
+    from ktrainer.serializers._atomic import atomic_write
+
+    with atomic_write(path) as temp, open(temp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def is_terminal(out: Any) -> bool:
+    """Whether `out` is an interactive terminal that understands ANSI codes."""
+    isatty = getattr(out, "isatty", None)
+    if isatty is None:
+        return False
+    try:
+        return bool(isatty())
+    except (ValueError, OSError):  # e.g. a closed stream
+        return False
+
+
+def as_str(value: Any) -> str:
+    """A stored string, whether it comes back as `str`, bytes or an array."""
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
+
+
+def flush(out: Any) -> None:
+    """Flushes `out` if it can be flushed."""
+    flush_method = getattr(out, "flush", None)
+    if flush_method is not None:
+        flush_method()

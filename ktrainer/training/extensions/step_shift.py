@@ -1,0 +1,89 @@
+"""`StepShift`: multiply an optimizer hyperparameter every `step` calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ktrainer.training.extensions import _optimizer_attr as attr_util
+
+
+class StepShift(attr_util.HyperparameterShift):
+    """Multiplies an optimizer attribute by `gamma` every `step` calls.
+
+    After its `t`-th call the attribute is `init * gamma ** floor(t / step)`
+    (Caffe's `step` policy), clamped at `target` once it gets there (from
+    either side and for either sign). `initialize` sets `init` before the
+    first update, or the last value set when training resumes from a
+    snapshot.
+
+    The attribute must be one the optimizer keeps in a variable, as Keras
+    does for `learning_rate`: the value is assigned into that variable, so
+    the next compiled step uses it on every backend. A learning rate given
+    as a `LearningRateSchedule`, or a plain Python attribute such as SGD's
+    `momentum`, makes `initialize` raise a `TypeError`.
+
+    Default trigger: `(1, 'iteration')`; priority: `PRIORITY_READER`.
+    State kept by a snapshot: `_t`, `_last_value` (and an `init` read from
+    the optimizer).
+
+    Args:
+        attr: name of the optimizer attribute to shift; `'lr'` means
+            `'learning_rate'`.
+        gamma: the factor applied every `step` calls.
+        step: the number of calls between two multiplications; positive.
+        init: the initial value. Defaults to `None` (the attribute's value
+            when training starts).
+        target: the value at which the shift stops. Defaults to `None`
+            (no limit).
+        optimizer: the Keras optimizer to adjust. Defaults to `None` (the
+            updater's `'main'` optimizer).
+    """
+
+    def __init__(
+        self,
+        attr: str,
+        gamma: float,
+        step: int,
+        init: float | None = None,
+        target: float | None = None,
+        optimizer: Any = None,
+    ) -> None:
+        super().__init__(attr, optimizer)
+        self._gamma = attr_util.check_real(gamma, "gamma")
+        self._step = attr_util.check_positive_int(step, "step")
+        self._init_arg = attr_util.check_real(init, "init", allow_none=True)
+        self._init = self._init_arg
+        self._target = attr_util.check_real(target, "target", allow_none=True)
+
+    def initialize(self, trainer) -> None:
+        """Sets the initial value, or the last one after a resume."""
+        optimizer = self._prepare(trainer)
+        if self._init is None:
+            self._init = attr_util.read_attr(optimizer, self._attr)
+        if self._last_value is not None:  # resumed from a snapshot
+            self._update_value(optimizer, self._last_value)
+        else:
+            self._update_value(optimizer, self._init)
+
+    def __call__(self, trainer) -> None:
+        self._t += 1
+        value = self._init * self._gamma ** (self._t // self._step)
+        target = self._target
+        if target is not None:
+            # Clamps at `target` for values of either sign, as Chainer does.
+            if self._gamma > 1:
+                if attr_util.ratio(value, target) > 1:
+                    value = target
+            elif attr_util.ratio(value, target) < 1:
+                value = target
+        self._update_value(self._get_optimizer(trainer), value)
+
+    def serialize(self, serializer) -> None:
+        """Saves or loads `_t`, `_last_value` and `init`."""
+        self._t = serializer("_t", self._t)
+        self._last_value = attr_util.serialize_optional(
+            serializer, "_last_value", self._last_value
+        )
+        init = attr_util.serialize_optional(serializer, "_init", self._init)
+        if self._init_arg is None:  # an explicit init wins, as in Chainer
+            self._init = init

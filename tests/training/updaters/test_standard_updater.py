@@ -1,0 +1,219 @@
+"""StandardUpdater on real compiled Keras models, under every backend."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import make_classifier, make_dataset
+
+import ktrainer
+from ktrainer.iterators import SerialIterator
+from ktrainer.training import StandardUpdater, Trainer
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v.value).copy() for v in model.weights]
+
+
+def _record(trainer, keys):
+    rows = []
+
+    def recorder(t):
+        rows.append(
+            {k: float(keras.ops.convert_to_numpy(t.observation[k])) for k in keys}
+        )
+
+    recorder.needs_model_state = False
+    trainer.extend(recorder, name="recorder")
+    return rows
+
+
+def test_compiled_classifier_trains_and_loss_falls(tmp_out):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(128), 16, shuffle=True)
+    trainer = Trainer(StandardUpdater(it, model), (8, "epoch"), out=tmp_out)
+    rows = _record(trainer, ["main/loss", "main/accuracy"])
+    trainer.run()
+    assert len(rows) == 8 * 128 // 16
+    first = np.mean([r["main/loss"] for r in rows[:8]])
+    last = np.mean([r["main/loss"] for r in rows[-8:]])
+    assert last < 0.6 * first
+    assert np.mean([r["main/accuracy"] for r in rows[-8:]]) > 0.8
+    assert trainer.updater.epoch == 8
+    assert trainer.updater.iteration == 64
+
+
+def test_reported_values_are_the_batch_values_not_running_means(tmp_out):
+    model = make_classifier()
+    data = make_dataset(48)
+    it = SerialIterator(data, 16, shuffle=False)
+    updater = StandardUpdater(it, model)
+    trainer = Trainer(updater, (3, "iteration"), out=tmp_out)
+    expected = []
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def before_each_step(t):
+        # Predict the next batch with the weights the step will start from.
+        i = t.updater.iteration % 3
+        x = np.stack([e[0] for e in data[16 * i : 16 * (i + 1)]])
+        y = np.array([e[1] for e in data[16 * i : 16 * (i + 1)]])
+        logits = keras.ops.convert_to_numpy(model(x))
+        expected.append(
+            (
+                float(keras.ops.convert_to_numpy(loss_fn(y, logits))),
+                float(np.mean(np.argmax(logits, axis=1) == y)),
+            )
+        )
+
+    trainer.extend(before_each_step, call_before_training=True, name="before")
+    rows = _record(trainer, ["main/loss", "main/accuracy"])
+    trainer.run()
+    for (loss, acc), row in zip(expected, rows):
+        assert row["main/loss"] == pytest.approx(loss, rel=1e-4, abs=1e-5)
+        assert row["main/accuracy"] == pytest.approx(acc)
+
+
+def test_extensions_see_current_weights_every_iteration(tmp_out):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    trainer = Trainer(StandardUpdater(it, model), (3, "iteration"), out=tmp_out)
+    kernels = []
+    trainer.extend(
+        lambda t: kernels.append(_weights(model)[0]), name="read", priority=500
+    )
+    initial = _weights(model)[0]
+    trainer.run()
+    assert len(kernels) == 3
+    assert not np.allclose(kernels[0], initial)
+    assert not np.allclose(kernels[1], kernels[0])
+    np.testing.assert_array_equal(kernels[2], _weights(model)[0])
+
+
+def test_learning_rate_set_by_an_extension_takes_effect(tmp_out):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    trainer = Trainer(StandardUpdater(it, model), (4, "iteration"), out=tmp_out)
+    snapshots = []
+
+    def freeze(t):
+        t.updater.get_optimizer().learning_rate = 0.0
+        snapshots.append(_weights(model))
+
+    trainer.extend(freeze, trigger=(2, "iteration"), name="freeze")
+    trainer.run()
+    final = _weights(model)
+    for a, b in zip(snapshots[0], final):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_func_with_optimizer_and_model(tmp_out):
+    model = make_classifier()
+    optimizer = keras.optimizers.SGD(0.1)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def loss_func(x, y):
+        loss = ce(y, model(x, training=True))
+        ktrainer.report({"ce": loss, "double": 2 * loss}, model)
+        return loss
+
+    it = SerialIterator(make_dataset(64), 16)
+    updater = StandardUpdater(it, optimizer, loss_func=loss_func, model=model)
+    trainer = Trainer(updater, (6, "epoch"), out=tmp_out)
+    rows = _record(trainer, ["main/loss", "main/ce", "main/double"])
+    trainer.run()
+    for row in rows:
+        assert row["main/loss"] == pytest.approx(row["main/ce"])
+        assert row["main/double"] == pytest.approx(2 * row["main/ce"], rel=1e-5)
+    assert rows[-1]["main/loss"] < rows[0]["main/loss"]
+    assert updater.get_optimizer("main") is optimizer
+    assert updater.get_model() is model
+
+
+def test_loss_func_with_dict_batches(tmp_out):
+    model = make_classifier()
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    data = [{"x": x, "t": t} for x, t in make_dataset(32)]
+
+    def loss_func(x, t):
+        return ce(t, model(x))
+
+    it = SerialIterator(data, 8)
+    updater = StandardUpdater(
+        it, keras.optimizers.SGD(0.1), loss_func=loss_func, model=model
+    )
+    trainer = Trainer(updater, (2, "iteration"), out=tmp_out)
+    rows = _record(trainer, ["main/loss"])
+    trainer.run()
+    assert len(rows) == 2 and np.isfinite(rows[0]["main/loss"])
+
+
+def test_dict_of_models_steps_main_and_exposes_all(tmp_out):
+    main, other = make_classifier(), make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    updater = StandardUpdater(it, {"main": main, "other": other})
+    before = _weights(other)
+    Trainer(updater, (2, "iteration"), out=tmp_out).run()
+    assert set(updater.get_all_models()) == {"main", "other"}
+    assert updater.get_optimizer("other") is other.optimizer
+    for a, b in zip(before, _weights(other)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_scale_gives_the_same_sgd_update(tmp_out):
+    results = []
+    for scale in (None, 128.0):
+        keras.utils.set_random_seed(0)
+        model = make_classifier()
+        it = SerialIterator(make_dataset(32), 8)
+        updater = StandardUpdater(it, model, loss_scale=scale)
+        Trainer(updater, (3, "iteration"), out=tmp_out).run()
+        results.append(_weights(model))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", [None, -1, "cpu"], ids=["none", "minus1", "cpu"])
+def test_device_on_host(device, tmp_out):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    updater = StandardUpdater(it, model, device=device)
+    Trainer(updater, (2, "iteration"), out=tmp_out).run()
+    assert updater.iteration == 2
+
+
+BAD_ARGS = [
+    ({"optimizer": "sgd"}, TypeError, "optimizer"),
+    ({"optimizer": "uncompiled"}, ValueError, "compile"),
+    ({"optimizer": "bare"}, TypeError, "model"),
+    ({"iterator": [1, 2, 3]}, TypeError, "iterator"),
+    ({"converter": 3}, TypeError, "converter"),
+    ({"loss_scale": -1.0}, ValueError, "loss_scale"),
+    ({"device": "tpu:banana"}, ValueError, "device"),
+]
+
+
+@pytest.mark.parametrize(("override", "error", "match"), BAD_ARGS,
+                         ids=["str-optimizer", "uncompiled", "bare-optimizer",
+                              "list-iterator", "converter", "loss-scale", "device"])
+def test_bad_arguments_are_named(override, error, match):
+    kwargs = {
+        "iterator": SerialIterator(make_dataset(16), 4),
+        "optimizer": make_classifier(),
+    }
+    kwargs.update(override)
+    if kwargs["optimizer"] == "uncompiled":
+        kwargs["optimizer"] = keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(2)]
+        )
+    elif kwargs["optimizer"] == "bare":
+        kwargs["optimizer"] = keras.optimizers.SGD()
+    with pytest.raises(error, match=match):
+        StandardUpdater(**kwargs)
+
+
+def test_malformed_batch_is_named(tmp_out):
+    data = [(np.zeros(8, "float32"), 0, 1.0, "extra")] * 8
+    updater = StandardUpdater(SerialIterator(data, 4), make_classifier())
+    with pytest.raises((ValueError, TypeError), match="batch"):
+        Trainer(updater, (1, "iteration"), out=tmp_out).run()
