@@ -20,6 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from ktrainer.serializers import Deserializer
+
 __all__ = [
     "DictSummary",
     "Reporter",
@@ -464,18 +466,23 @@ class DictSummary:
 
         Keys may contain `/`, a group separator in HDF5, so the key list is
         stored as one JSON string `_names`, and the summaries as children
-        `_summaries/0`, `_summaries/1`, ... in that order. Loading replaces
-        the keys with the stored ones; a summary whose key survives is
-        loaded in place, so a checking deserializer that returns current
-        values leaves everything as it was.
+        `_summaries/0`, `_summaries/1`, ... in that order (Chainer's
+        layout). Loading replaces all keys with the stored ones.
         """
-        names = json.loads(
-            _as_str(serializer("_names", json.dumps(list(self._summaries))))
-        )
-        current = self._summaries
+        if not isinstance(serializer, Deserializer):
+            names = list(self._summaries)
+            serializer("_names", json.dumps(names))
+            for index, name in enumerate(names):
+                self._summaries[name].serialize(serializer["_summaries"][str(index)])
+            return
+        stored = serializer("_names", None)
+        if stored is None:
+            # The checking pass of a load hands back the value it is given,
+            # so the stored key list (and the children it names) is unknown
+            # here; checking the current keys' children instead would reject
+            # snapshots with fewer keys. The real pass reads everything.
+            return
         summaries: dict[str, Summary] = collections.defaultdict(Summary)
-        for index, name in enumerate(names):
-            summary = current[name] if name in current else Summary()
-            summary.serialize(serializer["_summaries"][str(index)])
-            summaries[name] = summary
+        for index, name in enumerate(json.loads(_as_str(stored))):
+            summaries[name].serialize(serializer["_summaries"][str(index)])
         self._summaries = summaries

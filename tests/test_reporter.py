@@ -11,6 +11,7 @@ import pytest
 from conftest import make_classifier
 
 from ktrainer import reporter as reporter_module
+from ktrainer import serializers
 from ktrainer.reporter import (
     DictSummary,
     Reporter,
@@ -19,6 +20,7 @@ from ktrainer.reporter import (
     report,
     report_scope,
 )
+from ktrainer.serializers import Deserializer, Serializer
 
 
 def _tensor(x, dtype="float32"):
@@ -417,7 +419,7 @@ def test_dict_summary_add_does_not_copy_to_host(monkeypatch):
 # --- serialization ----------------------------------------------------------
 
 
-class _DictSerializer:
+class _DictSerializer(Serializer):
     """Stores values as arrays in a flat dict keyed by `group/.../key`."""
 
     def __init__(self, target=None, path=""):
@@ -432,7 +434,7 @@ class _DictSerializer:
         return value
 
 
-class _DictDeserializer:
+class _DictDeserializer(Deserializer):
     """Returns the stored values, following the deserializer protocol."""
 
     def __init__(self, source, path=""):
@@ -453,7 +455,7 @@ class _DictDeserializer:
 
 
 class _CheckingDeserializer(_DictDeserializer):
-    """The dry run of a load: checks that keys exist, returns current values."""
+    """The first pass of a load: checks that keys exist, returns the values."""
 
     def __call__(self, key, value):
         self.source[self.path + key]
@@ -483,12 +485,22 @@ def test_summary_serialize_round_trip_includes_pending_tensors():
     np.testing.assert_allclose(saver.target["_n"], 10.0)
 
     loaded = Summary()
-    loaded.add(100.0)  # replaced by the load
+    loaded.add(_tensor(100.0))  # replaced by the load
     loaded.serialize(_DictDeserializer(saver.target))
     assert loaded.make_statistics() == source.make_statistics()
     for summary in (source, loaded):
         summary.add(_tensor(7.0), 2)
     assert loaded.make_statistics() == source.make_statistics()
+
+
+def test_summary_checking_pass_changes_nothing():
+    saver = _DictSerializer()
+    Summary().serialize(saver)
+    summary = Summary()
+    summary.add(1.0)
+    summary.add(_tensor(3.0))  # pending
+    summary.serialize(_CheckingDeserializer(saver.target))
+    assert summary.make_statistics() == (2.0, 1.0)
 
 
 def test_dict_summary_serialize_round_trip():
@@ -500,41 +512,67 @@ def test_dict_summary_serialize_round_trip():
     assert "_summaries/1/_x" in saver.target  # keys with '/' are not paths
 
     loaded = DictSummary()
-    loaded.add({"stale": 1.0, "main/loss": 50.0})
+    loaded.add({"stale": 1.0, "main/loss": _tensor(50.0)})
     loaded.serialize(_DictDeserializer(saver.target))
     assert loaded.make_statistics() == source.make_statistics()
     assert list(loaded.compute_mean()) == names
 
 
-@pytest.mark.parametrize("n_current", [0, 2, 3], ids=["empty", "fewer", "same"])
-def test_dict_summary_dry_run_load_changes_nothing(n_current):
+def _summary_with_pending(n: int) -> DictSummary:
+    summary = DictSummary()
+    for i in range(n):
+        summary.add({f"key{i}": (1.0 + i, 2)})
+        summary.add({f"key{i}": _tensor(float(i))})  # pending until a fold
+    return summary
+
+
+@pytest.mark.parametrize("n_current", [0, 2, 5], ids=["empty", "fewer", "more"])
+def test_dict_summary_checking_pass_changes_nothing(n_current):
     saver = _DictSerializer()
-    _filled_dict_summary(offset=10.0).serialize(saver)
-    current = DictSummary()
-    for i in range(n_current):
-        current.add({f"key{i}": (1.0 + i, 2)})
-    current.add({f"key{i}": float(i) for i in range(n_current)})
-    stats = current.make_statistics()
-    if n_current:
-        current.add({"key0": _tensor(9.0)})  # left pending
-        stats["key0"] = (1.0 * 2 + 0.0 + 9.0) / 4
+    _filled_dict_summary(offset=10.0).serialize(saver)  # 3 keys
+    current = _summary_with_pending(n_current)
     current.serialize(_CheckingDeserializer(saver.target))
-    after = current.compute_mean()
-    assert list(after) == [k for k in stats if not k.endswith(".std")]
-    for key, value in after.items():
-        np.testing.assert_allclose(value, stats[key])
+    twin = _summary_with_pending(n_current)
+    assert current.make_statistics() == twin.make_statistics()
+    assert len(current.compute_mean()) == n_current
 
 
 def test_dict_summary_round_trip_with_library_serializers():
-    serializers = pytest.importorskip("ktrainer.serializers")
-    if not hasattr(serializers, "DictionarySerializer"):
-        pytest.skip("ktrainer.serializers.DictionarySerializer is not available")
     source = _filled_dict_summary()
     saver = serializers.DictionarySerializer()
     source.serialize(saver)
     loaded = DictSummary()
     loaded.serialize(serializers.NpzDeserializer(saver.target))
     assert loaded.make_statistics() == source.make_statistics()
+
+
+@pytest.mark.parametrize(
+    ("n_saved", "n_current"),
+    [(5, 0), (5, 2), (2, 5), (0, 3)],
+    ids=["into_empty", "into_fewer", "into_more", "empty_into_filled"],
+)
+def test_dict_summary_hdf5_round_trip(tmp_path, n_saved, n_current):
+    path = str(tmp_path / "summary.h5")
+    source = DictSummary()
+    for i in range(n_saved):
+        source.add({f"main/key{i}": _tensor(float(i)), "main/loss": (i * 0.5, i + 1)})
+    serializers.save_hdf5(path, source)
+    loaded = DictSummary()
+    for i in range(n_current):
+        loaded.add({f"old/{i}": _tensor(1.0), "main/loss": 3.0})
+    serializers.load_hdf5(path, loaded)
+    assert loaded.make_statistics() == source.make_statistics()
+    assert list(loaded.compute_mean()) == list(source.compute_mean())
+
+
+def test_dict_summary_failed_hdf5_load_changes_nothing(tmp_path):
+    path = str(tmp_path / "summary.h5")
+    serializers.save_hdf5(path, Summary())  # no '_names' entry
+    summary = _filled_dict_summary()
+    before = summary.make_statistics()
+    with pytest.raises(ValueError, match="_names"):
+        serializers.load_hdf5(path, summary)
+    assert summary.make_statistics() == before
 
 
 def test_module_exports():

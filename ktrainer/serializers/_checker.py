@@ -17,7 +17,7 @@ from ktrainer.serializers._base import Deserializer
 from ktrainer.serializers._reader import EntryDeserializer, MissingEntryError
 from ktrainer.serializers._values import check
 
-_SHOWN = 5
+_SHOWN = 10
 
 
 class _Report:

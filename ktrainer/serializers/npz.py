@@ -183,9 +183,11 @@ def load_npz(
             raise FileNotFoundError(
                 2, f"file must name an existing NPZ snapshot. Received: {file!r}", file
             )
-        open(file, "rb").close()
+        # np.load leaks the file it opens when the archive is damaged.
+        with open(file, "rb") as f:
+            arrays = _read_npz(f, source)
     else:
         source = f"file={file!r}"
-    arrays = _read_npz(file, source)
+        arrays = _read_npz(file, source)
     reader = NpzDeserializer(arrays, path, strict, ignore_names)
     checked_load(obj, reader, source)

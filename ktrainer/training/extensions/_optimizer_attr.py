@@ -38,7 +38,9 @@ def check_real(value: Any, argument: str, *, allow_none: bool = False) -> Any:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         expected = "a real number or None" if allow_none else "a real number"
-        raise TypeError(f"{argument} must be {expected}. Received: {argument}={value!r}")
+        raise TypeError(
+            f"{argument} must be {expected}. Received: {argument}={value!r}"
+        )
     if not math.isfinite(value):
         raise ValueError(f"{argument} must be finite. Received: {argument}={value!r}")
     return float(value)
@@ -59,9 +61,7 @@ def check_positive_int(value: Any, argument: str) -> int:
 
 def check_optimizer(optimizer: Any) -> Any:
     """Returns `optimizer` after checking that it is a Keras optimizer or None."""
-    if optimizer is not None and not isinstance(
-        optimizer, keras.optimizers.Optimizer
-    ):
+    if optimizer is not None and not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError(
             "optimizer must be a keras.optimizers.Optimizer or None (the "
             "updater's 'main' optimizer). "

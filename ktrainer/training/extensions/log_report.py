@@ -148,6 +148,4 @@ class LogReport(extension.Extension):
                 "accumulated since the last log entry are lost.",
                 stacklevel=2,
             )
-        self._log = json.loads(
-            _util.as_str(serializer("_log", json.dumps(self._log)))
-        )
+        self._log = json.loads(_util.as_str(serializer("_log", json.dumps(self._log))))

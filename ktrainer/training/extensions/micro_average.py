@@ -79,8 +79,7 @@ class MicroAverage(extension.Extension):
     def __call__(self, trainer) -> None:
         observation = trainer.observation
         if not (
-            self._numerator_key in observation
-            and self._denominator_key in observation
+            self._numerator_key in observation and self._denominator_key in observation
         ):
             return
         # keras.ops.add keeps tensors on their device and promotes mixed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,9 @@ def _check_step_value(step_value: Any) -> tuple[int, ...]:
     for count in step_value:
         if isinstance(count, bool) or not isinstance(count, numbers.Integral):
             raise TypeError(
-                "step_value must contain ints. "
-                f"Received: step_value={step_value!r}"
+                f"step_value must contain ints. Received: step_value={step_value!r}"
             )
-    if any(a > b for a, b in zip(step_value, step_value[1:])):
+    if any(a > b for a, b in itertools.pairwise(step_value)):
         raise ValueError(
             "step_value must be in ascending order. "
             f"Received: step_value={step_value!r}"

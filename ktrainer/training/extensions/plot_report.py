@@ -226,8 +226,10 @@ def _pop_file_name(
         raise TypeError(
             f"{owner} got unexpected keyword arguments. Received: {sorted(kwargs)}"
         )
-    if not isinstance(filename, str) or not filename:
-        raise TypeError(
+    if not isinstance(filename, str):
+        raise TypeError(f"filename must be a str. Received: filename={filename!r}")
+    if not filename:
+        raise ValueError(
             f"filename must be a non-empty str. Received: filename={filename!r}"
         )
     return filename

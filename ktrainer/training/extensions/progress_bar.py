@@ -58,8 +58,10 @@ class ProgressBar(extension.Extension):
     ) -> None:
         if training_length is not None:
             training_length = _check_training_length(training_length)
-        for name, value in (("update_interval", update_interval),
-                            ("bar_length", bar_length)):
+        for name, value in (
+            ("update_interval", update_interval),
+            ("bar_length", bar_length),
+        ):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int. Received: {name}={value!r}")
             if value <= 0:
@@ -141,8 +143,9 @@ class ProgressBar(extension.Extension):
         span = now - old_time
         if span > 0:
             iters_per_sec = (iteration - old_iteration) / span
-            units_per_sec = (done - (old_iteration if unit == "iteration"
-                                     else old_epoch_detail)) / span
+            units_per_sec = (
+                done - (old_iteration if unit == "iteration" else old_epoch_detail)
+            ) / span
         else:
             iters_per_sec = units_per_sec = math.inf
         if 0 < units_per_sec < math.inf:
@@ -171,8 +174,7 @@ class ProgressBar(extension.Extension):
             f"this epoch [{self._bar(s['epoch_rate'])}] {s['epoch_rate']:6.2%}\n",
             f"{s['iteration']:10} iter, {s['epoch']} epoch / "
             f"{s['length']} {s['unit']}s\n",
-            f"{s['iters_per_sec']:10.5g} iters/sec. "
-            f"Estimated time to finish: {eta}.\n",
+            f"{s['iters_per_sec']:10.5g} iters/sec. Estimated time to finish: {eta}.\n",
         ]
 
     def _plain_line(self, s: dict[str, Any]) -> str:

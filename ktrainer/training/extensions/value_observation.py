@@ -81,8 +81,7 @@ def observe_lr(
     """
     if not isinstance(optimizer_name, str):
         raise TypeError(
-            "optimizer_name must be a str. "
-            f"Received: optimizer_name={optimizer_name!r}"
+            f"optimizer_name must be a str. Received: optimizer_name={optimizer_name!r}"
         )
 
     def learning_rate(trainer) -> Any:

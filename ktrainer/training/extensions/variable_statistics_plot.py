@@ -21,6 +21,8 @@ from ktrainer.training.extensions.plot_report import (
 
 _COLOR = "#1f77b4"  # matplotlib's first default color, 'C0'
 _BAND_ALPHA = 0.2
+# Chainer's defaults: the extremes, the median and +-1, 2, 3 sigma of a normal.
+_PERCENTILE_SIGMAS = (0, 0.13, 2.28, 15.87, 50, 84.13, 97.72, 99.87, 100)
 
 
 def _unpack_targets(targets: Any, variables: list, unbuilt: list) -> None:
@@ -151,17 +153,7 @@ class VariableStatisticsPlot(extension.Extension):
         report_grad: bool = False,
         plot_mean: bool = True,
         plot_std: bool = True,
-        percentile_sigmas: float | Sequence[float] = (
-            0,
-            0.13,
-            2.28,
-            15.87,
-            50,
-            84.13,
-            97.72,
-            99.87,
-            100,
-        ),
+        percentile_sigmas: float | Sequence[float] = _PERCENTILE_SIGMAS,
         trigger: TriggerLike = (1, "epoch"),
         filename: str = "statistics.png",
         figsize: tuple[float, float] | None = None,

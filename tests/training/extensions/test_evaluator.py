@@ -107,9 +107,7 @@ def test_eval_func_reports_are_averaged_weighted_by_batch_size():
 
     def eval_func(x, y):
         calls.append(len(x))
-        ktrainer.report(
-            {"x_mean": keras.ops.mean(x), "y_max": float(np.max(y))}, model
-        )
+        ktrainer.report({"x_mean": keras.ops.mean(x), "y_max": float(np.max(y))}, model)
 
     evaluator = Evaluator(_val_iterator(dataset, 16), model, eval_func=eval_func)
     evaluator.name = "validation"

@@ -52,7 +52,9 @@ def _mock_trainer(extension, stop, optimizer, interval=1):
     trainer = get_trainer_with_mock_updater((stop, "iteration"))
     trainer.extend(extension, trigger=(interval, "iteration"))
     values: list[float] = []
-    trainer.extend(_recorder(values, optimizer), name="record", priority=PRIORITY_READER + 1)
+    trainer.extend(
+        _recorder(values, optimizer), name="record", priority=PRIORITY_READER + 1
+    )
     return trainer, values
 
 
@@ -142,11 +144,15 @@ def test_resume_mid_way_continues_the_sequence(tmp_out):
     np.testing.assert_allclose(values, _expected(0.1, 0.7, 0.02, 10)[4:], rtol=1e-6)
 
 
-@pytest.mark.parametrize(("init", "target"), [(2.0, None), (2.0, 0.5)], ids=["init", "target"])
+@pytest.mark.parametrize(
+    ("init", "target"), [(2.0, None), (2.0, 0.5)], ids=["init", "target"]
+)
 def test_resume_with_explicit_init(tmp_out, init, target):
     path = os.path.join(tmp_out, "snapshot.npz")
     optimizer = keras.optimizers.SGD(0.0)
-    first, _ = _mock_trainer(ExponentialShift("lr", 0.5, init, target, optimizer), 3, optimizer)
+    first, _ = _mock_trainer(
+        ExponentialShift("lr", 0.5, init, target, optimizer), 3, optimizer
+    )
     first.run()
     save_npz(path, first)
 
@@ -174,7 +180,7 @@ def test_plain_python_attribute_is_rejected():
     optimizer = keras.optimizers.SGD(0.1, momentum=0.5)
     trainer = get_trainer_with_mock_updater((2, "iteration"))
     trainer.extend(ExponentialShift("momentum", 0.5, optimizer=optimizer))
-    with pytest.raises(TypeError, match="'momentum'.*traced"):
+    with pytest.raises(TypeError, match=r"'momentum'.*traced"):
         trainer.run()
 
 

@@ -13,7 +13,12 @@ from conftest import make_classifier, make_dataset
 import ktrainer
 from ktrainer import training
 from ktrainer.iterators import SerialIterator
-from ktrainer.serializers._base import Deserializer, Serializer
+from ktrainer.serializers import (
+    DictionarySerializer,
+    NpzDeserializer,
+    load_hdf5,
+    save_hdf5,
+)
 from ktrainer.testing import get_trainer_with_mock_updater
 from ktrainer.training.extensions.log_report import LogReport
 from ktrainer.training.updaters import StandardUpdater
@@ -54,7 +59,13 @@ def _mock_trainer(tmp_out, stop=(10, "iteration"), iter_per_epoch=4):
 # (id, LogReport trigger, stop, iter_per_epoch, windows of iterations logged)
 TRIGGERS = [
     ("every_epoch", (1, "epoch"), 10, 4, [range(1, 5), range(5, 9)]),
-    ("every_2_iterations", (2, "iteration"), 6, 10, [range(1, 3), range(3, 5), range(5, 7)]),
+    (
+        "every_2_iterations",
+        (2, "iteration"),
+        6,
+        10,
+        [range(1, 3), range(3, 5), range(5, 7)],
+    ),
     ("every_3_iterations", (3, "iteration"), 8, 10, [range(1, 4), range(4, 7)]),
     ("every_half_epoch", (0.5, "epoch"), 4, 4, [range(1, 3), range(3, 5)]),
 ]
@@ -188,41 +199,6 @@ def test_with_a_real_model_the_means_match_the_reported_values(tmp_out):
             np.testing.assert_allclose(entry[key], mean, rtol=1e-6)
 
 
-class _MemorySerializer(Serializer):
-    """Writes into a flat dict keyed by `/`-joined paths."""
-
-    def __init__(self, store, path=""):
-        self.store, self.path = store, path
-
-    def __getitem__(self, key):
-        return _MemorySerializer(self.store, self.path + key + "/")
-
-    def __call__(self, key, value):
-        self.store[self.path + key] = np.asarray(value).copy()
-        return value
-
-
-class _MemoryDeserializer(Deserializer):
-    """Reads from `_MemorySerializer`'s dict; `check=True` returns current values."""
-
-    def __init__(self, store, path="", check=False):
-        self.store, self.path, self.check = store, path, check
-
-    def __getitem__(self, key):
-        return _MemoryDeserializer(self.store, self.path + key + "/", self.check)
-
-    def __call__(self, key, value):
-        stored = self.store[self.path + key]  # KeyError for a missing entry
-        if self.check:
-            return value
-        if isinstance(value, np.ndarray):
-            value[...] = stored
-            return value
-        if value is None:
-            return stored
-        return type(value)(stored.item())
-
-
 def test_resume_continues_the_pending_window_and_keeps_the_log(tmp_out):
     def build(stop):
         trainer = _mock_trainer(tmp_out, (stop, "iteration"), iter_per_epoch=4)
@@ -235,18 +211,14 @@ def test_resume_continues_the_pending_window_and_keeps_the_log(tmp_out):
     reference, probe, reference_report = build(10)
     reference.run()
 
+    snapshot = os.path.join(os.path.dirname(tmp_out), "snapshot.h5")
     first, _, first_report = build(5)
     first.run()
-    store: dict = {}
-    first.updater.serialize(_MemorySerializer(store)["updater"])
-    first_report.serialize(_MemorySerializer(store)["log_report"])
     assert len(first_report.log) == 1  # iterations 4 and 5 are pending
+    save_hdf5(snapshot, first)
 
     resumed, _, resumed_report = build(10)
-    resumed_report.serialize(_MemoryDeserializer(store, check=True)["log_report"])
-    assert resumed_report.log == []  # a checking pass changes nothing
-    resumed.updater.serialize(_MemoryDeserializer(store)["updater"])
-    resumed_report.serialize(_MemoryDeserializer(store)["log_report"])
+    load_hdf5(snapshot, resumed)
     assert resumed_report.log == first_report.log
     resumed.run()
 
@@ -254,7 +226,8 @@ def test_resume_continues_the_pending_window_and_keeps_the_log(tmp_out):
         return [{k: v for k, v in e.items() if k != "elapsed_time"} for e in log]
 
     assert [e["iteration"] for e in resumed_report.log] == [3, 6, 9]
-    expected, actual = without_time(reference_report.log), without_time(resumed_report.log)
+    expected = without_time(reference_report.log)
+    actual = without_time(resumed_report.log)
     for want, got in zip(expected, actual):
         assert list(got) == list(want)
         for key in want:
@@ -262,6 +235,28 @@ def test_resume_continues_the_pending_window_and_keeps_the_log(tmp_out):
     np.testing.assert_allclose(
         actual[1]["main/a"], _expected_means(probe.records, [4, 5, 6])["main/a"]
     )
+    with open(os.path.join(tmp_out, "log")) as f:
+        assert json.load(f) == resumed_report.log
+
+
+def test_serialize_round_trip_through_a_dictionary(tmp_out):
+    trainer = _mock_trainer(tmp_out, (5, "iteration"))
+    trainer.extend(_Probe())
+    log_report = LogReport(trigger=(2, "iteration"))
+    trainer.extend(log_report)
+    trainer.run()
+    state = {}
+    log_report.serialize(DictionarySerializer(state))
+    assert set(state) >= {"_log", "_trigger/previous_iteration"}
+    assert json.loads(str(state["_log"])) == log_report.log
+
+    fresh = LogReport(trigger=(2, "iteration"))
+    fresh.serialize(NpzDeserializer(state))
+    assert fresh.log == log_report.log
+    assert fresh._summary.compute_mean() == pytest.approx(
+        log_report._summary.compute_mean()
+    )
+    assert fresh._trigger._previous_iteration == 5
 
 
 def test_class_defaults():

@@ -216,7 +216,8 @@ BAD_ARGUMENTS = [
     ("x_key_not_str", {"y_keys": "loss", "x_key": 1}, TypeError, "x_key"),
     ("x_key_unknown", {"y_keys": "loss", "x_key": "time"}, ValueError, "x_key"),
     ("postprocess", {"y_keys": "loss", "postprocess": 3}, TypeError, "postprocess"),
-    ("filename_empty", {"y_keys": "loss", "filename": ""}, TypeError, "filename"),
+    ("filename_empty", {"y_keys": "loss", "filename": ""}, ValueError, "filename"),
+    ("filename_type", {"y_keys": "loss", "filename": 3}, TypeError, "filename"),
     (
         "both_names",
         {"y_keys": "loss", "filename": "a.png", "file_name": "b.png"},

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 
-import numpy as np
 import pytest
 
 import ktrainer
 from ktrainer import training
-from ktrainer.serializers._base import Deserializer, Serializer
+from ktrainer.serializers import load_hdf5, save_hdf5
 from ktrainer.testing import get_trainer_with_mock_updater
 from ktrainer.training.extensions.log_report import LogReport
 from ktrainer.training.extensions.print_report import PrintReport
@@ -37,16 +37,36 @@ def _trainer(stop, **log_report_kwargs):
 # Columns are max(len(entry), 10) wide, followed by two spaces; a missing
 # entry ('lr') leaves its column blank.
 HEADER = (
-    "epoch     " + "  " + "iteration " + "  " + "main/loss " + "  "
-    + "validation/main/accuracy" + "  " + "lr        " + "\n"
+    "epoch     "
+    + "  "
+    + "iteration "
+    + "  "
+    + "main/loss "
+    + "  "
+    + "validation/main/accuracy"
+    + "  "
+    + "lr        "
+    + "\n"
 )
 ROWS = [
-    "1".ljust(12) + "2".ljust(12) + "0.75".ljust(12) + "1.23457e+06".ljust(26)
-    + " " * 12 + "\n",
-    "2".ljust(12) + "4".ljust(12) + "0.291667".ljust(12) + "1.23457e+06".ljust(26)
-    + " " * 12 + "\n",
-    "3".ljust(12) + "6".ljust(12) + "0.183333".ljust(12) + "1.23457e+06".ljust(26)
-    + " " * 12 + "\n",
+    "1".ljust(12)
+    + "2".ljust(12)
+    + "0.75".ljust(12)
+    + "1.23457e+06".ljust(26)
+    + " " * 12
+    + "\n",
+    "2".ljust(12)
+    + "4".ljust(12)
+    + "0.291667".ljust(12)
+    + "1.23457e+06".ljust(26)
+    + " " * 12
+    + "\n",
+    "3".ljust(12)
+    + "6".ljust(12)
+    + "0.183333".ljust(12)
+    + "1.23457e+06".ljust(26)
+    + " " * 12
+    + "\n",
 ]
 
 
@@ -114,34 +134,8 @@ def test_not_on_a_terminal_no_escape_codes_are_written():
     assert "\033" not in out.getvalue()
 
 
-class _DictSerializer(Serializer):
-    def __init__(self, store, path=""):
-        self.store, self.path = store, path
-
-    def __getitem__(self, key):
-        return _DictSerializer(self.store, self.path + key + "/")
-
-    def __call__(self, key, value):
-        self.store[self.path + key] = np.asarray(value).copy()
-        return value
-
-
-class _DictDeserializer(Deserializer):
-    def __init__(self, store, path=""):
-        self.store, self.path = store, path
-
-    def __getitem__(self, key):
-        return _DictDeserializer(self.store, self.path + key + "/")
-
-    def __call__(self, key, value):
-        stored = self.store[self.path + key]
-        if value is None:
-            return stored
-        return type(value)(stored.item())
-
-
 @pytest.mark.parametrize("own_log_report", [False, True], ids=["by_name", "instance"])
-def test_resumed_run_prints_the_header_and_only_new_rows(own_log_report):
+def test_resumed_run_prints_the_header_and_only_new_rows(tmp_path, own_log_report):
     def build(stop):
         trainer = get_trainer_with_mock_updater((stop, "iteration"), iter_per_epoch=2)
         trainer.extend(
@@ -157,18 +151,14 @@ def test_resumed_run_prints_the_header_and_only_new_rows(own_log_report):
         trainer.extend(print_report)
         return trainer, log_report, print_report, out
 
-    first, first_log, first_print, first_out = build(4)
+    snapshot = os.path.join(str(tmp_path), "snapshot.h5")
+    first, first_log, _, first_out = build(4)
     first.run()
     assert first_out.getvalue() == HEADER + "".join(ROWS[:2])
-    store: dict = {}
-    for name, obj in (("u", first.updater), ("l", first_log), ("p", first_print)):
-        obj.serialize(_DictSerializer(store)[name])
+    save_hdf5(snapshot, first)
 
-    resumed, resumed_log, resumed_print, resumed_out = build(6)
-    for name, obj in (("u", resumed.updater), ("l", resumed_log), ("p", resumed_print)):
-        if obj is resumed_log and own_log_report:
-            continue  # PrintReport loads the LogReport it owns
-        obj.serialize(_DictDeserializer(store)[name])
+    resumed, resumed_log, _, resumed_out = build(6)
+    load_hdf5(snapshot, resumed)
     assert resumed_log.log == first_log.log
     resumed.run()
     assert resumed_out.getvalue() == HEADER + ROWS[2]

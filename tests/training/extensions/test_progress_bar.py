@@ -101,13 +101,13 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place():
     assert drawings[-1] == "\033[J"
     first, second = (d.removeprefix("\033[J").splitlines() for d in drawings[:2])
     assert first[:3] == [
-        "     total [#####.....]  50.00%",
-        "this epoch [..........]   0.00%",
+        "     total [#####.....] 50.00%",
+        "this epoch [..........]  0.00%",
         "         4 iter, 1 epoch / 8 iterations",
     ]
     assert second[:3] == [
         "     total [##########] 100.00%",
-        "this epoch [..........]   0.00%",
+        "this epoch [..........]  0.00%",
         "         8 iter, 2 epoch / 8 iterations",
     ]
     for drawing in (first, second):

@@ -85,28 +85,26 @@ def _run(trainer, trigger, monitor, values, expected, as_tensor=True):
 
 
 @case_table
-@pytest.mark.parametrize("as_tensor", [True, False], ids=["tensor", "float"])
 def test_fires_after_patience_checks_without_improvement(
-    kwargs, monitor, values, expected, as_tensor
+    kwargs, monitor, values, expected
 ):
-    trainer = get_trainer_with_mock_updater(stop_trigger=None, iter_per_epoch=1)
     kwargs = {"check_trigger": (1, "epoch"), **kwargs}
-    trigger = get_trigger(triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs))
-    _run(trainer, trigger, monitor, values, expected, as_tensor)
+    for as_tensor in (True, False):
+        trainer = get_trainer_with_mock_updater(stop_trigger=None, iter_per_epoch=1)
+        trigger = get_trigger(triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs))
+        _run(trainer, trigger, monitor, values, expected, as_tensor)
 
 
 @case_table
-@pytest.mark.parametrize("resume", [1, 3])
-def test_resume_midway_continues_the_same_sequence(
-    kwargs, monitor, values, expected, resume
-):
-    trainer = get_trainer_with_mock_updater(stop_trigger=None, iter_per_epoch=1)
-    trigger = triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs)
-    _run(trainer, trigger, monitor, values[:resume], expected[:resume])
-    fresh = triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs)
-    load(save(trigger), fresh)
-    assert (fresh.count, fresh.best) == (trigger.count, trigger.best)
-    _run(trainer, fresh, monitor, values[resume:], expected[resume:])
+def test_resume_midway_continues_the_same_sequence(kwargs, monitor, values, expected):
+    for resume in (1, 3):
+        trainer = get_trainer_with_mock_updater(stop_trigger=None, iter_per_epoch=1)
+        trigger = triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs)
+        _run(trainer, trigger, monitor, values[:resume], expected[:resume])
+        fresh = triggers.EarlyStoppingTrigger(monitor=monitor, **kwargs)
+        load(save(trigger), fresh)
+        assert (fresh.count, fresh.best) == (trigger.count, trigger.best)
+        _run(trainer, fresh, monitor, values[resume:], expected[resume:])
 
 
 def test_stops_a_trainer_and_reports_training_length():

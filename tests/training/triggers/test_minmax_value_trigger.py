@@ -82,15 +82,15 @@ def _run_trainer(trigger, values, iter_per_epoch, stop, state=None, as_tensor=Fa
 
 
 @case_table
-@pytest.mark.parametrize("as_tensor", [False, True], ids=["float", "tensor"])
 def test_fires_when_the_interval_mean_is_a_new_best(
-    trigger_type, iter_per_epoch, interval, values, resume, expected, as_tensor
+    trigger_type, iter_per_epoch, interval, values, resume, expected
 ):
-    trigger = trigger_type(KEY, trigger=interval)
-    fired, _ = _run_trainer(
-        trigger, values, iter_per_epoch, len(values), as_tensor=as_tensor
-    )
-    assert fired == expected
+    for as_tensor in (False, True):
+        trigger = trigger_type(KEY, trigger=interval)
+        fired, _ = _run_trainer(
+            trigger, values, iter_per_epoch, len(values), as_tensor=as_tensor
+        )
+        assert fired == expected, f"as_tensor={as_tensor}"
 
 
 @case_table

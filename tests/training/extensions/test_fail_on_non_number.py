@@ -1,0 +1,77 @@
+"""FailOnNonNumber: raises (or warns once) naming the first non-finite weight."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from conftest import make_classifier, make_dataset
+
+from ktrainer.iterators import SerialIterator
+from ktrainer.training import PRIORITY_READER, PRIORITY_WRITER, Trainer
+from ktrainer.training.extensions.fail_on_non_number import FailOnNonNumber
+from ktrainer.training.updaters import StandardUpdater
+
+
+def _trainer(stop, out, extension, *, spoil_at=None, value=np.nan, layer=1):
+    """A real trainer; at iteration `spoil_at` one entry of a kernel becomes `value`."""
+    model = make_classifier()
+    updater = StandardUpdater(SerialIterator(make_dataset(), 16), model)
+    trainer = Trainer(updater, (stop, "iteration"), out=out)
+    kernel = model.layers[layer].kernel
+
+    def spoil(t):
+        if t.updater.iteration == spoil_at:
+            array = keras.ops.convert_to_numpy(kernel).copy()
+            array[0, 0] = value
+            kernel.assign(array)
+
+    # A writer runs before FailOnNonNumber (a reader) in the same iteration.
+    trainer.extend(spoil, name="spoil", priority=PRIORITY_WRITER)
+    trainer.extend(extension)
+    return trainer, kernel
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("layer", [0, 1], ids=["hidden", "logits"])
+def test_raises_naming_the_variable(tmp_out, value, layer):
+    trainer, kernel = _trainer(
+        5, tmp_out, FailOnNonNumber(), spoil_at=2, value=value, layer=layer
+    )
+    with pytest.raises(RuntimeError, match=re.escape(repr(kernel.path))) as info:
+        trainer.run()
+    assert "'main'" in str(info.value)
+    assert trainer.updater.iteration == 2  # stopped right away
+
+
+def test_finite_weights_pass(tmp_out):
+    trainer, _ = _trainer(4, tmp_out, FailOnNonNumber())
+    trainer.run()
+    assert trainer.updater.iteration == 4
+
+
+def test_raise_error_false_warns_once_and_goes_on(tmp_out):
+    trainer, kernel = _trainer(
+        5, tmp_out, FailOnNonNumber(raise_error=False), spoil_at=2
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.run()
+    assert trainer.updater.iteration == 5
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
+    ]
+    assert len(messages) == 1
+    assert repr(kernel.path) in messages[0]
+
+
+def test_defaults_and_bad_argument():
+    ext = FailOnNonNumber()
+    assert ext.trigger == (1, "iteration")
+    assert ext.priority == PRIORITY_READER
+    assert ext.needs_model_state is True
+    with pytest.raises(TypeError, match="raise_error must be a bool"):
+        FailOnNonNumber(raise_error="yes")
