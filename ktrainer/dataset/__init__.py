@@ -1,7 +1,6 @@
 """Datasets, the iterator base class and converters (`chainer.dataset`)."""
 
-from ktrainer.dataset.convert import concat_examples
-from ktrainer.dataset.convert import to_device
+from ktrainer.dataset.convert import concat_examples, to_device
 from ktrainer.dataset.iterator import Iterator
 from ktrainer.dataset.tuple_dataset import TupleDataset
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import keras
 import numpy as np
 
 from ktrainer.dataset._example_batch import ExampleBatch
 
-DeviceSpec = Union[int, str, None]
+DeviceSpec = int | str | None
 """A device: `None` (leave arrays as they are), an int (negative for the
 host, `N >= 0` for accelerator `N`), or a name such as `'cpu'`, `'gpu'`,
 `'gpu:1'`, `'cuda:0'` or Chainer's `'@numpy'` and `'@cupy:0'`."""

@@ -44,8 +44,7 @@ class TupleDataset:
                 ) from None
         if len(set(lengths)) != 1:
             raise ValueError(
-                "datasets must all have the same length. Received: lengths "
-                f"{lengths}"
+                f"datasets must all have the same length. Received: lengths {lengths}"
             )
         self._datasets = datasets
         self._length = lengths[0]
@@ -64,4 +63,3 @@ class TupleDataset:
     def datasets(self) -> tuple:
         """The component datasets, in order."""
         return self._datasets
-

@@ -22,9 +22,7 @@ class OrderSampler:
     sequence of orders.
     """
 
-    def __call__(
-        self, current_order: np.ndarray, current_position: int
-    ) -> np.ndarray:
+    def __call__(self, current_order: np.ndarray, current_position: int) -> np.ndarray:
         """Returns the next epoch's order of indices."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement __call__ to return an order."
@@ -57,9 +55,7 @@ class ShuffleOrderSampler(OrderSampler):
             )
         self._random = random_state
 
-    def __call__(
-        self, current_order: np.ndarray, current_position: int
-    ) -> np.ndarray:
+    def __call__(self, current_order: np.ndarray, current_position: int) -> np.ndarray:
         return self._random.permutation(len(current_order))
 
     def serialize(self, serializer) -> None:

@@ -68,9 +68,12 @@ def advance(
         if order is not None:
             order = _next_order(order_sampler, order, position)
         position = 0
-        end = end - size if repeat else 0
         epoch += 1
         is_new_epoch = True
+        if not repeat:
+            end = 0
+            break  # one pass, even over an empty dataset
+        end -= size
     pieces.append(_span(order, position, end))
     # concatenate copies, so a batch never views the order array, which a
     # deserializer overwrites in place.

@@ -114,7 +114,9 @@ class MultithreadIterator(EpochIterator):
             chunks = [indices]
         else:
             chunks = [c for c in np.array_split(indices, self.n_threads) if len(c)]
-        return [self._executor.submit(self._gather, chunk) for chunk in chunks or [indices]]
+        return [
+            self._executor.submit(self._gather, chunk) for chunk in chunks or [indices]
+        ]
 
     def _take(self) -> list:
         next_state, futures = self._pending

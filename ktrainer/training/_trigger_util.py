@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ktrainer.training.triggers.interval_trigger import IntervalTrigger
-
 TriggerLike = Callable[[Any], bool] | tuple[float, str] | list | None
 """What `Trainer.extend`, `Trainer(stop_trigger=...)` and the value
 triggers accept as a trigger: a callable of the trainer returning a bool,
@@ -42,6 +40,9 @@ def get_trigger(trigger: TriggerLike) -> Callable[[Any], bool]:
     if trigger is None:
         return _never_fire_trigger
     if isinstance(trigger, (tuple, list)) and len(trigger) == 2:
+        # Imported here: the triggers package itself imports this module.
+        from ktrainer.training.triggers.interval_trigger import IntervalTrigger
+
         return IntervalTrigger(*trigger)
     raise TypeError(
         "trigger must be a callable, a (period, unit) tuple or None. "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from _iterator_memory_serializer import (
@@ -14,7 +16,9 @@ from ktrainer.dataset import TupleDataset
 from ktrainer.iterators import MultithreadIterator, SerialIterator, ShuffleOrderSampler
 
 
-@pytest.fixture(params=[SerialIterator, MultithreadIterator], ids=["serial", "multithread"])
+@pytest.fixture(
+    params=[SerialIterator, MultithreadIterator], ids=["serial", "multithread"]
+)
 def make_iterator(request):
     """Builds iterators of the class under test; finalizes them afterwards."""
     created = []
@@ -177,7 +181,9 @@ def test_reset_restarts_from_epoch_zero(make_iterator):
 
 
 def test_iteration_protocol_and_context_manager(make_iterator):
-    iterator = make_iterator(TupleDataset(np.arange(4.0), np.arange(4)), 2, shuffle=False)
+    iterator = make_iterator(
+        TupleDataset(np.arange(4.0), np.arange(4)), 2, shuffle=False
+    )
     assert iter(iterator) is iterator
     with iterator as entered:
         assert entered is iterator
@@ -197,7 +203,9 @@ def _snapshot_state(iterator) -> tuple:
 
 
 def _run(iterator, n_batches: int) -> list[tuple]:
-    return [(_labels(next(iterator)), _snapshot_state(iterator)) for _ in range(n_batches)]
+    return [
+        (_labels(next(iterator)), _snapshot_state(iterator)) for _ in range(n_batches)
+    ]
 
 
 # (n, batch_size, batches before the snapshot, how the order is drawn)
@@ -228,7 +236,9 @@ def _order_kwargs(kind: str) -> dict:
     RESUME,
     ids=[f"n{n}-b{b}-stop{s}-{k}" for n, b, s, k in RESUME],
 )
-def test_resume_continues_like_an_uninterrupted_run(make_iterator, n, batch_size, stop, kind):
+def test_resume_continues_like_an_uninterrupted_run(
+    make_iterator, n, batch_size, stop, kind
+):
     np.random.seed(0)
     uninterrupted = make_iterator(_dataset(n), batch_size, **_order_kwargs(kind))
     expected = _run(uninterrupted, stop + 8)
@@ -309,7 +319,11 @@ BAD_ARGUMENTS = [
     ({"batch_size": True}, TypeError, "batch_size"),
     ({"dataset": 5}, TypeError, "dataset"),
     ({"dataset": []}, ValueError, "dataset"),
-    ({"shuffle": True, "order_sampler": ShuffleOrderSampler()}, ValueError, "order_sampler"),
+    (
+        {"shuffle": True, "order_sampler": ShuffleOrderSampler()},
+        ValueError,
+        "order_sampler",
+    ),
     ({"order_sampler": "random"}, TypeError, "order_sampler"),
 ]
 
@@ -352,5 +366,4 @@ def test_order_sampler_changing_the_length_is_rejected(make_iterator):
 
     iterator = make_iterator(_dataset(4), 3, order_sampler=shrink_later)
     with pytest.raises(ValueError, match="order_sampler"):
-        next(iterator)
-        next(iterator)
+        list(itertools.islice(iterator, 2))

@@ -53,7 +53,12 @@ ROUND_TRIPS = [
     ("none_into_none", None, None, None),
     ("numpy_scalar", np.float32(1.5), np.float32(0), np.float32(1.5)),
     ("int_into_float", 3, 0.0, 3.0),
-    ("array_into_none", np.arange(6.0).reshape(2, 3), None, np.arange(6.0).reshape(2, 3)),
+    (
+        "array_into_none",
+        np.arange(6.0).reshape(2, 3),
+        None,
+        np.arange(6.0).reshape(2, 3),
+    ),
     ("str_array", np.array(["a", "bc"]), None, np.array(["a", "bc"])),
     ("list", [1, 2, 3], [0, 0, 0], [1, 2, 3]),
 ]
@@ -259,9 +264,9 @@ def test_object_values_are_refused(tmp_path):
 
 
 def test_bad_arguments_are_rejected(tmp_path):
-    with pytest.raises(TypeError, match="group must be an h5py.File"):
+    with pytest.raises(TypeError, match=r"group must be an h5py\.File"):
         HDF5Serializer({})
-    with pytest.raises(TypeError, match="group must be an h5py.File"):
+    with pytest.raises(TypeError, match=r"group must be an h5py\.File"):
         HDF5Deserializer("file.h5")
     with pytest.raises(TypeError, match="filename must be a str"):
         save_hdf5(3, State())
@@ -277,7 +282,7 @@ def _saved(tmp_path, **values):
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.h5"
-    with pytest.raises(FileNotFoundError, match="nope.h5"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.h5"):
         load_hdf5(missing, State(a=0))
 
 

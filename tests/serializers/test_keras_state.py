@@ -32,7 +32,9 @@ class ModelState:
         self.model = model
 
     def serialize(self, serializer):
-        serialize_object(self.model.optimizer, serializer["optimizer"], model=self.model)
+        serialize_object(
+            self.model.optimizer, serializer["optimizer"], model=self.model
+        )
         serialize_object(self.model, serializer["model"])
 
 
@@ -83,7 +85,11 @@ def test_bare_model_round_trip_and_hdf5_keys(tmp_path):
     save_hdf5(path, source)
     with h5py.File(path, "r") as f:
         keys = []
-        f.visititems(lambda name, node: keys.append(name) if isinstance(node, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, node: (
+                keys.append(name) if isinstance(node, h5py.Dataset) else None
+            )
+        )
         assert sorted(keys) == sorted(v.path for v in source.variables)
         kernel = source.get_layer("hidden").kernel
         np.testing.assert_array_equal(
@@ -118,8 +124,20 @@ def test_optimizer_without_learning_rate_variable(tmp_path):
 
 
 MISMATCHES = [
-    ("hidden_width", {"n_hidden": 32}, "'model/classifier/hidden/kernel'", "(8, 16)", "(8, 32)"),
-    ("output_width", {"n_out": 4}, "'model/classifier/logits/kernel'", "(16, 3)", "(16, 4)"),
+    (
+        "hidden_width",
+        {"n_hidden": 32},
+        "'model/classifier/hidden/kernel'",
+        "(8, 16)",
+        "(8, 32)",
+    ),
+    (
+        "output_width",
+        {"n_out": 4},
+        "'model/classifier/logits/kernel'",
+        "(16, 3)",
+        "(16, 4)",
+    ),
 ]
 
 
@@ -182,7 +200,9 @@ class Counter:
     """One variable of a given dtype, as the optimizer's iteration counter."""
 
     def __init__(self, value, dtype):
-        self.value = keras.Variable(np.asarray(value, dtype), dtype=dtype, trainable=False)
+        self.value = keras.Variable(
+            np.asarray(value, dtype), dtype=dtype, trainable=False
+        )
 
     def serialize(self, serializer):
         serializer("value", self.value)
@@ -223,7 +243,9 @@ def test_dtype_normalization(tmp_path, saved, dtype, expected):
     else:
         load_hdf5(path, counter)
         assert counter.value.dtype == dtype
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(counter.value), expected)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(counter.value), expected
+        )
 
 
 def test_iteration_counter_of_another_backend(tmp_path):
@@ -299,7 +321,9 @@ def test_unbuilt_optimizer_without_model_is_a_clear_error(tmp_path):
     path = tmp_path / "adam.h5"
     save_hdf5(path, source.optimizer)
     optimizer = keras.optimizers.Adam(0.01)
-    with pytest.raises(RuntimeError, match=r"optimizer.build\(model.trainable_variables\)"):
+    with pytest.raises(
+        RuntimeError, match=r"optimizer.build\(model.trainable_variables\)"
+    ):
         load_hdf5(path, optimizer)
     optimizer.build(make_classifier().trainable_variables)
     load_hdf5(path, optimizer)
@@ -332,7 +356,8 @@ def test_layer_round_trip(tmp_path):
     other.build((None, 2))
     load_npz(path, other)
     np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(other.kernel), keras.ops.convert_to_numpy(layer.kernel)
+        keras.ops.convert_to_numpy(other.kernel),
+        keras.ops.convert_to_numpy(layer.kernel),
     )
 
 

@@ -45,7 +45,12 @@ ROUND_TRIPS = [
     ("str", "héllo wörld", "", "héllo wörld"),
     ("none", None, 5, None),
     ("numpy_scalar", np.int32(4), np.int32(0), np.int32(4)),
-    ("array_into_none", np.arange(6.0).reshape(2, 3), None, np.arange(6.0).reshape(2, 3)),
+    (
+        "array_into_none",
+        np.arange(6.0).reshape(2, 3),
+        None,
+        np.arange(6.0).reshape(2, 3),
+    ),
     ("str_array", np.array(["a", "bc"]), None, np.array(["a", "bc"])),
 ]
 
@@ -72,7 +77,10 @@ def test_round_trip_of_values(tmp_path, saved, target, expected, compression):
 
 
 def test_compression_option_sets_the_zip_method(tmp_path):
-    for compression, method in [(True, zipfile.ZIP_DEFLATED), (False, zipfile.ZIP_STORED)]:
+    for compression, method in [
+        (True, zipfile.ZIP_DEFLATED),
+        (False, zipfile.ZIP_STORED),
+    ]:
         path = tmp_path / f"{compression}.npz"
         save_npz(path, State(a=np.zeros(100)), compression=compression)
         with zipfile.ZipFile(path) as archive:
@@ -92,7 +100,9 @@ def test_dictionary_serializer_collects_flat_arrays():
     # A variable is copied: training on does not change what was collected.
     variable.assign(np.zeros(3, "float32"))
     np.testing.assert_array_equal(target["root/sub/v"], [1, 1, 1])
-    assert all(isinstance(v, np.ndarray) and not v.dtype.hasobject for v in target.values())
+    assert all(
+        isinstance(v, np.ndarray) and not v.dtype.hasobject for v in target.values()
+    )
 
 
 def test_npz_deserializer_reads_a_dict():
@@ -125,7 +135,9 @@ IGNORE_NAMES = [
 
 
 @pytest.mark.parametrize(
-    "ignore_names", [row[1] for row in IGNORE_NAMES], ids=[row[0] for row in IGNORE_NAMES]
+    "ignore_names",
+    [row[1] for row in IGNORE_NAMES],
+    ids=[row[0] for row in IGNORE_NAMES],
 )
 def test_ignore_names(tmp_path, ignore_names):
     path = tmp_path / "state.npz"
@@ -200,7 +212,7 @@ def _saved(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.npz"):
         load_npz(tmp_path / "nope.npz", State(a=0))
 
 

@@ -46,3 +46,21 @@ def flush(out: Any) -> None:
     flush_method = getattr(out, "flush", None)
     if flush_method is not None:
         flush_method()
+
+
+def named_sublayers(layer: Any) -> list[tuple[str, Any]]:
+    """`('/<name>[/<name>...]', sublayer)` pairs for all nested layers of `layer`.
+
+    Registered as observers under the layer's own name, they let a
+    sublayer's reports be named `'<layer name>/<sublayer path>/<key>'`, as
+    the `Trainer` does for its models.
+    """
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    named = []
+    for sublayer in flatten(include_self=False, recursive=False):
+        path = "/" + sublayer.name
+        named.append((path, sublayer))
+        named.extend((path + sub, nested) for sub, nested in named_sublayers(sublayer))
+    return named

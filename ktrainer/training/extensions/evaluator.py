@@ -13,7 +13,7 @@ from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer.dataset.convert import DeviceSpec, concat_examples, parse_device
 from ktrainer.training import extension
-from ktrainer.training.trainer import _named_sublayers
+from ktrainer.training.extensions import _util
 
 
 class Evaluator(extension.Extension):
@@ -145,7 +145,7 @@ class Evaluator(extension.Extension):
         prefix = "" if self.name is None else self.name + "/"
         for name, target in self._targets.items():
             reporter.add_observer(prefix + name, target)
-            reporter.add_observers(prefix + name, _named_sublayers(target))
+            reporter.add_observers(prefix + name, _util.named_sublayers(target))
         with reporter:
             result = self.evaluate()
         reporter_module.report(result)

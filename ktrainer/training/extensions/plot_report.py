@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -77,7 +76,7 @@ class PlotReport(extension.Extension):
     Args:
         y_keys: the observation key, or keys, to plot.
         x_key: the x value of each point: `'iteration'`, `'epoch'` or one
-            of `y_keys`. Defaults to `'iteration'` (as Chainer v7).
+            observed key. Defaults to `'epoch'`.
         trigger: when to add a point and write the figure: a trigger or a
             `(period, unit)` tuple. Defaults to `(1, 'epoch')`.
         postprocess: called as `postprocess(figure, axes, summary)` before
@@ -97,7 +96,7 @@ class PlotReport(extension.Extension):
     def __init__(
         self,
         y_keys: str | Iterable[str],
-        x_key: str = "iteration",
+        x_key: str = "epoch",
         trigger: TriggerLike = (1, "epoch"),
         postprocess: Callable[[Any, Any, Any], Any] | None = None,
         filename: str = "plot.png",
@@ -121,11 +120,6 @@ class PlotReport(extension.Extension):
             )
         if not isinstance(x_key, str):
             raise TypeError(f"x_key must be a str. Received: x_key={x_key!r}")
-        if x_key not in ("epoch", "iteration") and x_key not in y_keys:
-            raise ValueError(
-                "x_key must be 'epoch', 'iteration' or one of y_keys. "
-                f"Received: x_key={x_key!r}"
-            )
         if postprocess is not None and not callable(postprocess):
             raise TypeError(
                 f"postprocess must be callable or None. Received: {postprocess!r}"
@@ -207,7 +201,7 @@ class PlotReport(extension.Extension):
 def _pop_file_name(
     owner: str, filename: str, default: str, kwargs: dict[str, Any]
 ) -> str:
-    """Resolves Chainer's deprecated `file_name` alias of `filename`."""
+    """Resolves `file_name`, the Chainer v6 spelling of `filename`."""
     if "file_name" in kwargs:
         # Chainer compatibility
         file_name = kwargs.pop("file_name")
@@ -216,11 +210,6 @@ def _pop_file_name(
                 "pass the image's name as filename or as file_name, not both. "
                 f"Received: filename={filename!r}, file_name={file_name!r}"
             )
-        warnings.warn(
-            f"{owner}'s file_name argument is deprecated; use filename.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
         filename = file_name
     if kwargs:
         raise TypeError(

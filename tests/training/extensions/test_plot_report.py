@@ -193,9 +193,8 @@ def test_available_with_matplotlib():
     assert PlotReport.available() is True
 
 
-def test_file_name_is_a_deprecated_alias(tmp_out):
-    with pytest.warns(DeprecationWarning, match="file_name"):
-        plot = PlotReport("loss", trigger=(2, "iteration"), file_name="old.png")
+def test_file_name_is_an_alias_of_filename(tmp_out):
+    plot = PlotReport("loss", trigger=(2, "iteration"), file_name="old.png")
     trainer = mock_trainer(tmp_out, stop=2)
     trainer.extend(plot)
     trainer.run()
@@ -214,7 +213,6 @@ BAD_ARGUMENTS = [
     ("y_keys_none", {"y_keys": None}, TypeError, "y_keys"),
     ("y_keys_not_str", {"y_keys": ["loss", 3]}, TypeError, "y_keys"),
     ("x_key_not_str", {"y_keys": "loss", "x_key": 1}, TypeError, "x_key"),
-    ("x_key_unknown", {"y_keys": "loss", "x_key": "time"}, ValueError, "x_key"),
     ("postprocess", {"y_keys": "loss", "postprocess": 3}, TypeError, "postprocess"),
     ("filename_empty", {"y_keys": "loss", "filename": ""}, ValueError, "filename"),
     ("filename_type", {"y_keys": "loss", "filename": 3}, TypeError, "filename"),

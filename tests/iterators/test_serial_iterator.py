@@ -1,0 +1,94 @@
+"""SerialIterator: the batch it returns for each kind of dataset."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from conftest import make_classifier
+
+from ktrainer.dataset import TupleDataset, concat_examples
+from ktrainer.dataset._example_batch import ExampleBatch
+from ktrainer.iterators import SerialIterator, ShuffleOrderSampler
+
+
+def _arrays(n: int = 12):
+    x = np.arange(n * 3, dtype="float32").reshape(n, 3)
+    y = np.arange(n, dtype="int32") % 3
+    return x, y
+
+
+def _sampler(seed: int = 0) -> ShuffleOrderSampler:
+    return ShuffleOrderSampler(np.random.RandomState(seed))
+
+
+def test_tuple_dataset_of_arrays_gives_a_stacked_list_of_examples():
+    x, y = _arrays()
+    batch = next(SerialIterator(TupleDataset(x, y), 4, shuffle=False))
+    assert isinstance(batch, list)
+    assert isinstance(batch, ExampleBatch)
+    assert len(batch) == 4
+    for i, (xi, yi) in enumerate(batch):
+        np.testing.assert_array_equal(xi, x[i])
+        assert yi == y[i]
+    bx, by = concat_examples(batch)
+    np.testing.assert_array_equal(bx, x[:4])
+    np.testing.assert_array_equal(by, y[:4])
+    assert (bx.dtype, by.dtype) == (x.dtype, y.dtype)
+
+
+def test_numpy_array_dataset_gives_rows():
+    x, _ = _arrays()
+    batch = next(SerialIterator(x, 5, shuffle=False))
+    assert isinstance(batch, ExampleBatch)
+    np.testing.assert_array_equal(batch[2], x[2])
+    np.testing.assert_array_equal(concat_examples(batch), x[:5])
+
+
+# dataset builders whose batches are read example by example
+SLOW_DATASETS = [
+    ("list", lambda x, y: list(zip(x, y))),
+    ("tuple-dataset-with-list", lambda x, y: TupleDataset(x, list(y))),
+]
+
+
+@pytest.mark.parametrize(
+    "build", [b for _, b in SLOW_DATASETS], ids=[i for i, _ in SLOW_DATASETS]
+)
+def test_fast_and_example_paths_give_the_same_batches(build):
+    x, y = _arrays(10)
+    fast = SerialIterator(TupleDataset(x, y), 4, order_sampler=_sampler())
+    slow = SerialIterator(build(x, y), 4, order_sampler=_sampler())
+    for _ in range(6):
+        fast_batch, slow_batch = next(fast), next(slow)
+        assert type(slow_batch) is list
+        for got, want in zip(concat_examples(fast_batch), concat_examples(slow_batch)):
+            np.testing.assert_array_equal(got, want)
+        assert (fast.epoch, fast.is_new_epoch) == (slow.epoch, slow.is_new_epoch)
+
+
+def test_tuple_dataset_subclass_sees_every_read():
+    class Augmented(TupleDataset):
+        reads = 0
+
+        def __getitem__(self, index):
+            Augmented.reads += 1
+            x, y = super().__getitem__(index)
+            return x + 100, y
+
+    x, y = _arrays()
+    batch = next(SerialIterator(Augmented(x, y), 3, shuffle=False))
+    assert type(batch) is list
+    assert Augmented.reads == 3
+    np.testing.assert_array_equal(concat_examples(batch)[0], x[:3] + 100)
+
+
+def test_batch_trains_a_keras_model():
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    y = np.arange(16, dtype="int32") % 3
+    model = make_classifier(n_in=8)
+    iterator = SerialIterator(TupleDataset(x, y), 8)
+    bx, by = concat_examples(next(iterator), device="cpu")
+    assert keras.ops.is_tensor(bx)
+    logs = model.train_on_batch(bx, by, return_dict=True)
+    assert np.isfinite(logs["loss"])
