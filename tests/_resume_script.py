@@ -80,7 +80,9 @@ def build_trainer(
 
         @make_extension(trigger=(1, "iteration"), needs_model_state=False)
         def record_loss(trainer):
-            losses.append(float(keras.ops.convert_to_numpy(trainer.observation["main/loss"])))
+            losses.append(
+                float(keras.ops.convert_to_numpy(trainer.observation["main/loss"]))
+            )
 
         trainer.extend(record_loss)
     return trainer

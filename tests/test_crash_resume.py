@@ -29,9 +29,7 @@ KILL_AT = 14  # snapshots 4, 8 and 12 exist (n_retains=2 keeps 8 and 12)
 def _env() -> dict:
     env = dict(os.environ, KERAS_BACKEND=keras.config.backend())
     root = os.path.dirname(os.path.dirname(os.path.abspath(ktrainer.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (root, env.get("PYTHONPATH")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import ml_dtypes
 import numpy as np
 
 
@@ -42,6 +43,8 @@ def to_storable(key: str, value: Any) -> Any:
         array = keras.ops.convert_to_numpy(value)
     else:
         array = np.asarray(value)
+    if _is_ml_dtype(array.dtype):
+        return _encode_ml_dtype(array)
     if array.dtype.hasobject:
         # Object arrays could only be stored by pickling, which we never do.
         raise TypeError(
@@ -49,6 +52,28 @@ def to_storable(key: str, value: Any) -> Any:
             "array, a tensor or a keras.Variable. "
             f"Received: value of type {type(value).__name__}"
         )
+    return array
+
+
+def _is_ml_dtype(dtype: np.dtype) -> bool:
+    return getattr(ml_dtypes, dtype.name, None) is dtype.type
+
+
+def _encode_ml_dtype(array: np.ndarray) -> np.ndarray:
+    # bfloat16, float8 and int4 arrays (Keras's low-precision dtypes) have
+    # no HDF5 or .npy type: store their bits in a record whose one field is
+    # named after the dtype, which `decode_array` turns back.
+    bits = np.dtype([(array.dtype.name, f"<u{array.dtype.itemsize}")])
+    return np.ascontiguousarray(array).view(bits)
+
+
+def decode_array(array: np.ndarray) -> np.ndarray:
+    """Undoes the storage encoding of low-precision dtypes, if any."""
+    names = array.dtype.names
+    if names is not None and len(names) == 1:
+        dtype = getattr(ml_dtypes, names[0], None)
+        if isinstance(dtype, type):
+            return array[names[0]].view(dtype)
     return array
 
 

@@ -51,8 +51,8 @@ class DictionarySerializer(Serializer):
             array = np.zeros((), dtype=NONE_DTYPE)
         elif isinstance(stored, str):
             array = np.asarray(stored)
-        elif isinstance(value, keras.Variable):
-            array = np.array(stored, copy=True)
+        elif isinstance(value, keras.Variable) and not stored.flags.owndata:
+            array = stored.copy()  # a view of the variable's buffer
         else:
             array = stored
         self.target[self.path + key.lstrip("/")] = array

@@ -19,7 +19,7 @@ from ktrainer.serializers._base import Serializer
 from ktrainer.serializers._checker import checked_load
 from ktrainer.serializers._keras_state import serialize_object
 from ktrainer.serializers._reader import EntryDeserializer
-from ktrainer.serializers._values import NONE, to_storable
+from ktrainer.serializers._values import NONE, decode_array, to_storable
 
 
 def _check_compression(compression: Any) -> int:
@@ -96,7 +96,7 @@ def _decode(dataset: h5py.Dataset) -> Any:
     if h5py.check_string_dtype(dataset.dtype) is not None:
         data = dataset.asstr()[()]
         return data if isinstance(data, str) else np.array(data.tolist(), dtype=str)
-    return np.asarray(dataset[()])
+    return decode_array(np.asarray(dataset[()]))
 
 
 class HDF5Deserializer(EntryDeserializer):

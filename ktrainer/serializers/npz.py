@@ -18,7 +18,7 @@ from ktrainer.serializers._atomic import atomic_write
 from ktrainer.serializers._checker import checked_load
 from ktrainer.serializers._keras_state import serialize_object
 from ktrainer.serializers._reader import EntryDeserializer
-from ktrainer.serializers._values import NONE
+from ktrainer.serializers._values import NONE, decode_array
 from ktrainer.serializers.dictionary import NONE_DTYPE, DictionarySerializer
 
 IgnoreNames = str | Callable[[str], bool] | list | tuple | None
@@ -91,7 +91,7 @@ class NpzDeserializer(EntryDeserializer):
             return NONE
         if array.dtype.kind == "U" and array.ndim == 0:
             return str(array[()])
-        return array
+        return decode_array(array)
 
     def _keys(self) -> list[str]:
         return [k for k in self.npz if k.startswith(self.path)]

@@ -361,6 +361,25 @@ def test_layer_round_trip(tmp_path):
     )
 
 
+@pytest.mark.parametrize(("save", "load", "name"), FORMATS)
+def test_bfloat16_variables_round_trip(tmp_path, save, load, name):
+    def layer():
+        dense = keras.layers.Dense(3, dtype="bfloat16", name="half")
+        dense.build((None, 2))
+        return dense
+
+    source = layer()
+    source.kernel.assign(np.arange(6).reshape(2, 3) / 7)
+    path = tmp_path / name
+    save(path, source)
+    target = layer()
+    load(path, target)
+    assert target.kernel.dtype == "bfloat16"
+    expected = keras.ops.convert_to_numpy(source.kernel)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(target.kernel), expected)
+    assert len(np.unique(expected)) == 6
+
+
 def test_serialize_method_takes_precedence():
     class Custom(keras.layers.Layer):
         def serialize(self, serializer):

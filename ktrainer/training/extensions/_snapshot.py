@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import string
@@ -88,9 +89,7 @@ def snapshot(
             f"writer instead. Received: savefun={savefun!r}, writer={writer!r}"
         )
     if writer is None:
-        writer = snapshot_writers.SimpleWriter(
-            *(() if savefun is None else (savefun,))
-        )
+        writer = snapshot_writers.SimpleWriter(*(() if savefun is None else (savefun,)))
     return _Snapshot(
         target=target,
         condition=condition,
@@ -269,10 +268,8 @@ class _Snapshot(extension.Extension):
             return
         names = _find_snapshots(self._pattern, outdir)
         for name in names[: max(len(names) - self.n_retains, 0)]:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
                 os.remove(os.path.join(outdir, name))
-            except FileNotFoundError:
-                pass
 
 
 def _check_filename(filename: Any) -> re.Pattern | None:
@@ -342,9 +339,9 @@ def _hdf5_is_damaged(path: str) -> bool:
         with h5py.File(path, "r") as f:
             datasets: list[h5py.Dataset] = []
             f.visititems(
-                lambda _, node: datasets.append(node)
-                if isinstance(node, h5py.Dataset)
-                else None
+                lambda _, node: (
+                    datasets.append(node) if isinstance(node, h5py.Dataset) else None
+                )
             )
             for dataset in datasets:
                 dataset[()]

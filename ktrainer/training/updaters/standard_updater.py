@@ -124,6 +124,7 @@ class StandardUpdater(Updater):
         self.auto_new_epoch = auto_new_epoch
         self.iteration = 0
         self._steps: dict[str, Any] = {}
+        self._report_keys: dict[str, list] = {}
         self._trainer = None
 
     # -- Chainer's accessors -------------------------------------------------
@@ -191,8 +192,13 @@ class StandardUpdater(Updater):
         with _backend.device_scope(self._device_name):
             result = step(_as_keras_data(in_arrays, self.loss_func))
         if self.loss_func is None:
-            prefix = name + "/"
-            reporter_module.report({prefix + k: v for k, v in result.items()})
+            keys = self._report_keys.get(name)
+            if keys is None or len(keys) != len(result):
+                # 'loss' first, then the metrics by name, on every backend
+                # (a jitted JAX step returns its dict sorted).
+                order = sorted(result, key=lambda k: (k != "loss", k))
+                keys = self._report_keys[name] = [(k, f"{name}/{k}") for k in order]
+            reporter_module.report({full: result[k] for k, full in keys})
         else:
             loss, observations = result
             key = name + "/loss"

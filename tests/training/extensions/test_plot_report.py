@@ -147,7 +147,7 @@ def test_real_trainer_plots_main_loss_per_epoch(tmp_out):
 def test_resume_continues_the_same_series(tmp_out, tmp_path):
     def build(stop):
         trainer = mock_trainer(tmp_out, stop=stop, iter_per_epoch=10)
-        trainer.extend(PlotReport("loss", trigger=(4, "iteration")))
+        trainer.extend(PlotReport("loss", "iteration", trigger=(4, "iteration")))
         return trainer
 
     uninterrupted = build(12)

@@ -177,9 +177,8 @@ def test_missing_matplotlib_raises_naming_the_extra(monkeypatch):
         VariableStatisticsPlot(layer)
 
 
-def test_file_name_is_a_deprecated_alias():
-    with pytest.warns(DeprecationWarning, match="file_name"):
-        plot = VariableStatisticsPlot(built_dense(), file_name="old.png")
+def test_file_name_is_an_alias_of_filename():
+    plot = VariableStatisticsPlot(built_dense(), file_name="old.png")
     assert plot._filename == "old.png"
 
 
