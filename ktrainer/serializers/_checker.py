@@ -99,10 +99,12 @@ def _unvisited(reader: EntryDeserializer, report: _Report) -> list[str]:
     return [k for k in keys if k not in report.visited and not reader._ignored(k)]
 
 
-def _message(obj: Any, reader: EntryDeserializer, report: _Report, source: str) -> str:
+def _message(
+    obj: Any, reader: EntryDeserializer, report: _Report, source: str, kind: str
+) -> str:
     problems = report.problems
     if report.n_unreadable:
-        head = f"{source} is not a readable snapshot: it is damaged or truncated"
+        head = f"{source} is not a readable {kind} snapshot: it is damaged or truncated"
     else:
         head = f"{source} does not match the {type(obj).__name__} it is loaded into"
     lines = [
@@ -125,13 +127,14 @@ def _message(obj: Any, reader: EntryDeserializer, report: _Report, source: str) 
     return "\n".join(lines)
 
 
-def checked_load(obj: Any, reader: EntryDeserializer, source: str) -> None:
+def checked_load(obj: Any, reader: EntryDeserializer, source: str, kind: str) -> None:
     """Loads `obj` from `reader` only if every entry checks out.
 
     Args:
         obj: the object to load into.
         reader: the real deserializer, rooted where `obj`'s state is.
         source: how error messages name the data, e.g. `"filename='a.h5'"`.
+        kind: the format's name for error messages, e.g. `"HDF5"`.
 
     Raises:
         ValueError: listing the first problems when any entry is missing,
@@ -145,5 +148,5 @@ def checked_load(obj: Any, reader: EntryDeserializer, source: str) -> None:
     except MissingEntryError as error:
         report.missing(error.key)
     if report.problems:
-        raise ValueError(_message(obj, reader, report, source))
+        raise ValueError(_message(obj, reader, report, source, kind))
     serialize_object(obj, reader)

@@ -36,8 +36,8 @@ def to_storable(key: str, value: Any) -> Any:
     if isinstance(value, str):
         return value
     if isinstance(value, keras.Variable):
-        return keras.ops.convert_to_numpy(value.value)
-    if isinstance(value, np.ndarray):
+        array = keras.ops.convert_to_numpy(value.value)
+    elif isinstance(value, np.ndarray):
         array = value
     elif keras.ops.is_tensor(value):
         array = keras.ops.convert_to_numpy(value)

@@ -239,4 +239,4 @@ def load_hdf5(
         ) from error
     with f:
         reader = _CachingHDF5Deserializer(f, path, strict, {})
-        checked_load(obj, reader, f"filename={filename!r}")
+        checked_load(obj, reader, f"filename={filename!r}", "HDF5")

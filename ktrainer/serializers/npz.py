@@ -190,4 +190,4 @@ def load_npz(
         source = f"file={file!r}"
         arrays = _read_npz(file, source)
     reader = NpzDeserializer(arrays, path, strict, ignore_names)
-    checked_load(obj, reader, source)
+    checked_load(obj, reader, source, "NPZ")

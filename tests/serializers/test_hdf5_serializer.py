@@ -300,6 +300,26 @@ def test_truncated_file_is_a_clear_error_and_loads_nothing(tmp_path):
     assert not target.any()
 
 
+def test_unreadable_dataset_is_reported_and_loads_nothing(tmp_path, monkeypatch):
+    # A file that opens but whose data cannot be read (e.g. a bad sector).
+    path = _saved(tmp_path)
+    original = HDF5Deserializer._read
+
+    def failing_read(self, full_key):
+        if full_key == "b":
+            raise OSError("Can't synchronously read data")
+        return original(self, full_key)
+
+    monkeypatch.setattr(HDF5Deserializer, "_read", failing_read)
+    target = np.zeros(10000)
+    state = State(a=target, b=0)
+    with pytest.raises(ValueError, match="is not a readable HDF5 snapshot") as info:
+        load_hdf5(path, state)
+    assert "'b': cannot be read (OSError" in str(info.value)
+    assert state.b == 0
+    assert not target.any()
+
+
 def test_garbage_file(tmp_path):
     path = tmp_path / "garbage.h5"
     path.write_bytes(os.urandom(4096))

@@ -69,6 +69,11 @@ def _assert_same_file_contents(expected_path, actual_path):
         np.testing.assert_array_equal(actual[name][2], value, err_msg=name)
 
 
+def _write_and_wait(writer, filename, outdir, target):
+    writer(filename, outdir, target)
+    writer.finalize()
+
+
 def _temp_files(out) -> list[str]:
     return [n for n in os.listdir(out) if n.endswith(".tmp")]
 
@@ -125,8 +130,7 @@ def test_failed_write_leaves_the_previous_file(tmp_out, writer_class):
     writer = writer_class(_failing_savefun)
 
     with pytest.raises(OSError, match="No space left"):
-        writer("snap", tmp_out, trainer)
-        writer.finalize()
+        _write_and_wait(writer, "snap", tmp_out, trainer)
 
     assert _contents(path).keys() == before.keys()
     assert _temp_files(tmp_out) == []
