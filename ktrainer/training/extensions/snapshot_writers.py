@@ -30,12 +30,16 @@ from ktrainer.serializers import (
     Deserializer,
     Serializer,
     save_hdf5,
+    save_npz,
     serialize_object,
 )
 from ktrainer.serializers._atomic import atomic_write
 from ktrainer.serializers._values import NONE, to_storable
 
 SaveFun = Callable[..., Any]
+
+# These write through `atomic_write` themselves.
+_ATOMIC_SAVEFUNS = (save_hdf5, save_npz)
 
 
 def _check_savefun(savefun: Any) -> SaveFun:
@@ -85,8 +89,12 @@ class Writer:
         stays as it was.
         """
         os.makedirs(outdir, exist_ok=True)
-        with atomic_write(os.path.join(outdir, filename)) as temp:
-            savefun(temp, target, **kwds)
+        path = os.path.join(outdir, filename)
+        if savefun in _ATOMIC_SAVEFUNS:
+            savefun(path, target, **kwds)  # a second temporary file buys nothing
+        else:
+            with atomic_write(path) as temp:
+                savefun(temp, target, **kwds)
         self._post_save()
 
     def _add_cleanup_hook(self, hook: Callable[[], None]) -> None:

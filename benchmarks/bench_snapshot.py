@@ -1,0 +1,208 @@
+"""Snapshot speed: ktrainer's trainer snapshot against raw h5py and Keras.
+
+The compute-bound MLP of `bench_training.py` (784-2048-2048-10, Adam with
+its slots filled by one step, ~8.4M parameters, ~100 MB of state) is
+saved, each way repeated and the median reported:
+
+- `snapshot`: the `snapshot()` extension called on the trainer (the
+  default `SimpleWriter`: `save_hdf5`, written to a temporary file, synced
+  and renamed);
+- `save_hdf5`: `save_hdf5(path, trainer)` itself;
+- `raw h5py`: the same arrays, already in numpy, written by a bare loop of
+  `create_dataset` (without and with an fsync, the durability a snapshot
+  has);
+- `model.save_weights`: Keras's own HDF5 weights file (model only, no
+  optimizer or iterator state);
+- `ThreadWriter`: the stall, the time the training loop is blocked (the
+  host copy of the state and the start of the thread), and the full time
+  until the file is on disk. `host copy` times the copy alone.
+
+Each backend runs in its own process:
+
+    python benchmarks/bench_snapshot.py                # all backends
+    python benchmarks/bench_snapshot.py --backend jax --repeat 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+WIDTH, BATCH = 2048, 256
+
+
+def _build_trainer(out: str):
+    import keras
+    import numpy as np
+
+    import ktrainer
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((784,), name="x"),
+            keras.layers.Dense(WIDTH, activation="relu", name="fc1"),
+            keras.layers.Dense(WIDTH, activation="relu", name="fc2"),
+            keras.layers.Dense(10, name="out"),
+        ],
+        name="mlp",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * 4, 784)).astype("float32")
+    y = rng.integers(0, 10, size=(BATCH * 4,)).astype("int32")
+    iterator = SerialIterator(TupleDataset(x, y), BATCH, shuffle=True)
+    trainer = ktrainer.Trainer(
+        ktrainer.StandardUpdater(iterator, model), (1, "iteration"), out=out
+    )
+    trainer.run()  # one Adam step: the slots hold real values
+    return trainer
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up: first-call costs (imports, file creation) are not timed
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _raw_h5py(path: str, arrays: dict, fsync: bool) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
+    if fsync:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def run_backend(repeat: int, directory: str) -> dict:
+    import keras
+
+    from ktrainer.serializers import DictionarySerializer, save_hdf5
+    from ktrainer.training.extensions import snapshot, snapshot_writers
+
+    out = os.path.join(directory, keras.config.backend())
+    os.makedirs(out, exist_ok=True)
+    trainer = _build_trainer(out)
+    model = trainer.updater.get_model()
+    arrays: dict = {}
+    DictionarySerializer(arrays).save(trainer)
+    # Strings and None markers aside, the same numeric entries.
+    arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
+    nbytes = sum(v.nbytes for v in arrays.values())
+
+    extension = snapshot(filename="snapshot")
+    writer = snapshot_writers.ThreadWriter()
+    stalls: list[float] = []
+
+    def thread_write():
+        start = time.perf_counter()
+        writer("snapshot_thread", out, trainer)
+        stalls.append(time.perf_counter() - start)
+        writer.finalize()
+
+    timings = {
+        "snapshot": _median_time(lambda: extension(trainer), repeat),
+        "save_hdf5": _median_time(
+            lambda: save_hdf5(os.path.join(out, "direct.h5"), trainer), repeat
+        ),
+        "raw h5py": _median_time(
+            lambda: _raw_h5py(os.path.join(out, "raw.h5"), arrays, False), repeat
+        ),
+        "raw h5py + fsync": _median_time(
+            lambda: _raw_h5py(os.path.join(out, "raw_sync.h5"), arrays, True),
+            repeat,
+        ),
+        "model.save_weights": _median_time(
+            lambda: model.save_weights(os.path.join(out, "keras.weights.h5")),
+            repeat,
+        ),
+        "host copy": _median_time(lambda: snapshot_writers._HostCopy(trainer), repeat),
+        "ThreadWriter full": _median_time(thread_write, repeat),
+    }
+    timings["ThreadWriter stall"] = statistics.median(stalls[1:])
+    return {
+        "backend": keras.config.backend(),
+        "mbytes": round(nbytes / 2**20, 1),
+        "ms": {k: round(v * 1000, 1) for k, v in timings.items()},
+    }
+
+
+def _print_table(rows: list[dict]) -> None:
+    for row in rows:
+        ms = row["ms"]
+        raw, raw_sync = ms["raw h5py"], ms["raw h5py + fsync"]
+        print(f"\n{row['backend']}: {row['mbytes']} MB of numeric state")
+        print("| what | ms | / raw h5py | / raw h5py + fsync |")
+        print("|---|---|---|---|")
+        for name, value in ms.items():
+            print(
+                f"| {name} | {value} | {value / raw:.2f}x | {value / raw_sync:.2f}x |"
+            )
+        stall, copy = ms["ThreadWriter stall"], ms["host copy"]
+        print(
+            f"ThreadWriter stall / host copy: {stall / copy:.2f}x; "
+            f"stall / full write: {stall / ms['ThreadWriter full']:.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "jax", "torch", "all"], default="all"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
+    parser.add_argument(
+        "--dir", default=None, help="where to write (default: a temporary folder)"
+    )
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    directory = args.dir or tempfile.mkdtemp(prefix="bench_snapshot_")
+
+    try:
+        if args.backend == "all":
+            rows = []
+            for backend in ("tensorflow", "jax", "torch"):
+                env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+                command = [
+                    sys.executable, __file__, "--backend", backend,
+                    "--repeat", str(args.repeat), "--dir", directory, "--json",
+                ]  # fmt: skip
+                out = subprocess.run(
+                    command, env=env, check=True, capture_output=True, text=True
+                ).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+        else:
+            os.environ["KERAS_BACKEND"] = args.backend
+            rows = [run_backend(args.repeat, directory)]
+            if args.json:
+                print(json.dumps(rows[0]))
+                return
+        _print_table(rows)
+    finally:
+        if args.dir is None and not args.json:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The torch seam runs train_step eagerly and restarts metrics per batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import make_classifier, make_dataset
+
+from ktrainer._backend import TrainStep
+
+
+def _batch(n=16):
+    data = make_dataset(n)
+    return (np.stack([x for x, _ in data]), np.array([y for _, y in data]))
+
+
+def test_logs_are_torch_tensors_and_weights_update():
+    model = make_classifier()
+    step = TrainStep(model, model.optimizer)
+    before = model.layers[0].kernel.value.detach().clone()
+    logs = step(_batch())
+    assert isinstance(logs["loss"], torch.Tensor)
+    assert not torch.allclose(model.layers[0].kernel.value, before)
+
+
+def test_metrics_restart_every_batch():
+    model = make_classifier()
+    step = TrainStep(model, model.optimizer)
+    step(_batch())
+    step(_batch())
+    counts = [
+        float(v.value) for v in model.metrics_variables if v.name == "count"
+    ]
+    assert counts and all(c == 16 for c in counts)
+
+
+def test_sync_returns_modules_to_train_mode():
+    model = make_classifier()
+    step = TrainStep(model, model.optimizer)
+    step(_batch())
+    model.eval()
+    step.sync()
+    step(_batch())
+    assert model.training
