@@ -1,7 +1,7 @@
 """Snapshot speed: ktrainer's trainer snapshot against raw h5py and Keras.
 
 The compute-bound MLP of `bench_training.py` (784-2048-2048-10, Adam with
-its slots filled by one step, ~8.4M parameters, ~100 MB of state) is
+its slots filled by one step, ~5.8M parameters, 67 MiB of state) is
 saved, each way repeated and the median reported:
 
 - `snapshot`: the `snapshot()` extension called on the trainer (the
@@ -13,6 +13,8 @@ saved, each way repeated and the median reported:
   has);
 - `model.save_weights`: Keras's own HDF5 weights file (model only, no
   optimizer or iterator state);
+- `save_hdf5, fsync off`: a diagnostic, `save_hdf5` with its fsyncs
+  turned off, to set the serializer's own cost against raw h5py's;
 - `ThreadWriter`: the stall, the time the training loop is blocked (the
   host copy of the state and the start of the thread), and the full time
   until the file is on disk. `host copy` times the copy alone.
@@ -26,6 +28,7 @@ Each backend runs in its own process:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -71,14 +74,40 @@ def _build_trainer(out: str):
     return trainer
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()  # warm-up: first-call costs (imports, file creation) are not timed
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _median_times(fns: dict, repeat: int, directory: str) -> dict[str, float]:
+    """Median seconds of each `fn(path)`, each call writing a new file.
+
+    The functions take turns, round after round, so that the noise of a
+    shared disk spreads over all of them alike; the first round is a
+    warm-up. Snapshots in a run have new names (`snapshot_iter_<n>`), so
+    no timed call pays for replacing or truncating an earlier file; files
+    are removed between calls, untimed.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for index in range(repeat + 1):
+        for name, fn in fns.items():
+            path = os.path.join(directory, f"file_{index}")
+            start = time.perf_counter()
+            fn(path)
+            elapsed = time.perf_counter() - start
+            if index:
+                times[name].append(elapsed)
+            for leftover in os.listdir(directory):
+                os.remove(os.path.join(directory, leftover))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+@contextlib.contextmanager
+def _without_fsync():
+    """Diagnostic only: turns off the serializers' fsyncs."""
+    from ktrainer.serializers import _atomic
+
+    saved = _atomic._fsync_file, _atomic._fsync_directory
+    _atomic._fsync_file = _atomic._fsync_directory = lambda path: None
+    try:
+        yield
+    finally:
+        _atomic._fsync_file, _atomic._fsync_directory = saved
 
 
 def _raw_h5py(path: str, arrays: dict, fsync: bool) -> None:
@@ -103,7 +132,7 @@ def run_backend(repeat: int, directory: str) -> dict:
 
     out = os.path.join(directory, keras.config.backend())
     os.makedirs(out, exist_ok=True)
-    trainer = _build_trainer(out)
+    trainer = _build_trainer(os.path.join(directory, "unused"))
     model = trainer.updater.get_model()
     arrays: dict = {}
     DictionarySerializer(arrays).save(trainer)
@@ -111,35 +140,42 @@ def run_backend(repeat: int, directory: str) -> dict:
     arrays = {k: v for k, v in arrays.items() if v.dtype.kind in "biuf"}
     nbytes = sum(v.nbytes for v in arrays.values())
 
-    extension = snapshot(filename="snapshot")
+    current = {}
+    extension = snapshot(filename=lambda trainer: current["name"])
     writer = snapshot_writers.ThreadWriter()
     stalls: list[float] = []
 
-    def thread_write():
+    def snapshot_call(path):
+        current["name"] = os.path.basename(path)
+        extension(trainer)
+
+    def thread_write(path):
         start = time.perf_counter()
-        writer("snapshot_thread", out, trainer)
+        writer(os.path.basename(path), out, trainer)
         stalls.append(time.perf_counter() - start)
         writer.finalize()
 
-    timings = {
-        "snapshot": _median_time(lambda: extension(trainer), repeat),
-        "save_hdf5": _median_time(
-            lambda: save_hdf5(os.path.join(out, "direct.h5"), trainer), repeat
-        ),
-        "raw h5py": _median_time(
-            lambda: _raw_h5py(os.path.join(out, "raw.h5"), arrays, False), repeat
-        ),
-        "raw h5py + fsync": _median_time(
-            lambda: _raw_h5py(os.path.join(out, "raw_sync.h5"), arrays, True),
-            repeat,
-        ),
-        "model.save_weights": _median_time(
-            lambda: model.save_weights(os.path.join(out, "keras.weights.h5")),
-            repeat,
-        ),
-        "host copy": _median_time(lambda: snapshot_writers._HostCopy(trainer), repeat),
-        "ThreadWriter full": _median_time(thread_write, repeat),
-    }
+    def host_copy(path):
+        snapshot_writers._HostCopy(trainer)
+
+    def save_without_fsync(path):
+        with _without_fsync():
+            save_hdf5(path, trainer)
+
+    timings = _median_times(
+        {
+            "snapshot": snapshot_call,
+            "save_hdf5": lambda path: save_hdf5(path, trainer),
+            "save_hdf5, fsync off": save_without_fsync,
+            "raw h5py": lambda path: _raw_h5py(path, arrays, False),
+            "raw h5py + fsync": lambda path: _raw_h5py(path, arrays, True),
+            "model.save_weights": lambda path: model.save_weights(path + ".weights.h5"),
+            "host copy": host_copy,
+            "ThreadWriter full": thread_write,
+        },
+        repeat,
+        out,
+    )
     timings["ThreadWriter stall"] = statistics.median(stalls[1:])
     return {
         "backend": keras.config.backend(),

@@ -126,13 +126,18 @@ def run_backend(workloads, epochs) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch", "all"],
-                        default="all")
+    parser.add_argument(
+        "--backend", choices=["tensorflow", "jax", "torch", "all"], default="all"
+    )
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="timed epochs after the warm-up epoch")
-    parser.add_argument("--json", action="store_true",
-                        help="print rows as JSON (used between processes)")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="timed epochs after the warm-up epoch"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print rows as JSON (used between processes)",
+    )
     args = parser.parse_args()
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
 
@@ -141,9 +146,21 @@ def main() -> None:
         for backend in ("tensorflow", "jax", "torch"):
             env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
             out = subprocess.run(
-                [sys.executable, __file__, "--backend", backend, "--workload",
-                 args.workload, "--epochs", str(args.epochs), "--json"],
-                env=env, check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--backend",
+                    backend,
+                    "--workload",
+                    args.workload,
+                    "--epochs",
+                    str(args.epochs),
+                    "--json",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             rows.extend(json.loads(out.strip().splitlines()[-1]))
     else:
@@ -155,8 +172,10 @@ def main() -> None:
     print("| backend | workload | fit steps/s | Trainer steps/s | Trainer / fit |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['workload']} | {r['fit_steps_per_s']} | "
-              f"{r['trainer_steps_per_s']} | {r['ratio']:.2f}x |")
+        print(
+            f"| {r['backend']} | {r['workload']} | {r['fit_steps_per_s']} | "
+            f"{r['trainer_steps_per_s']} | {r['ratio']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

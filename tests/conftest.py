@@ -72,7 +72,11 @@ def _seeded():
 
 
 def make_classifier(
-    n_in: int = 8, n_hidden: int = 16, n_out: int = 3, dropout: float = 0.0, **compile_kw
+    n_in: int = 8,
+    n_hidden: int = 16,
+    n_out: int = 3,
+    dropout: float = 0.0,
+    **compile_kw,
 ) -> keras.Model:
     """A tiny compiled MLP classifier with stable layer names."""
     layers = [keras.Input((n_in,), name="x")]

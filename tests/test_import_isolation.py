@@ -8,6 +8,7 @@ import sys
 
 import keras
 
+
 def test_import_pulls_in_no_other_backend():
     backend = keras.config.backend()
     code = (
@@ -16,10 +17,17 @@ def test_import_pulls_in_no_other_backend():
         "if m in sys.modules)))"
     )
     env = dict(os.environ, KERAS_BACKEND=backend)
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True,
-        check=True,
-    ).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     loaded = set(filter(None, out.split(",")))
     # keras itself imports jax whenever it is installed, so only tensorflow
     # and torch are checked.

@@ -36,11 +36,14 @@ def load_data(path: str | None):
         x, y = x[order], y[order]
         return (x[:1500], y[:1500]), (x[1500:], y[1500:])
     with np.load(path, allow_pickle=False) as f:
+
         def prep(a):
             return (a.reshape(len(a), -1) / 255.0).astype("float32")
 
-        return ((prep(f["x_train"]), f["y_train"].astype("int32")),
-                (prep(f["x_test"]), f["y_test"].astype("int32")))
+        return (
+            (prep(f["x_train"]), f["y_train"].astype("int32")),
+            (prep(f["x_test"]), f["y_test"].astype("int32")),
+        )
 
 
 def build_model(n_in: int, n_units: int, n_out: int, lr: float) -> keras.Model:
@@ -67,19 +70,32 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batchsize", "-b", type=int, default=64)
     parser.add_argument("--epoch", "-e", type=int, default=10)
-    parser.add_argument("--device", "-d", default=None,
-                        help="None/-1/'cpu' for the host, 0/'gpu'/'gpu:N'")
+    parser.add_argument(
+        "--device",
+        "-d",
+        default=None,
+        help="None/-1/'cpu' for the host, 0/'gpu'/'gpu:N'",
+    )
     parser.add_argument("--out", "-o", default="result")
-    parser.add_argument("--resume", "-r", default=None,
-                        help="snapshot file to resume from")
-    parser.add_argument("--autoload", action="store_true",
-                        help="resume from the newest snapshot in --out")
+    parser.add_argument(
+        "--resume", "-r", default=None, help="snapshot file to resume from"
+    )
+    parser.add_argument(
+        "--autoload",
+        action="store_true",
+        help="resume from the newest snapshot in --out",
+    )
     parser.add_argument("--unit", "-u", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--dataset", default=None,
-                        help="an mnist.npz; default: scikit-learn digits")
-    parser.add_argument("--max-iterations", type=int, default=None,
-                        help="stop after this many iterations (smoke runs)")
+    parser.add_argument(
+        "--dataset", default=None, help="an mnist.npz; default: scikit-learn digits"
+    )
+    parser.add_argument(
+        "--max-iterations",
+        type=int,
+        default=None,
+        help="stop after this many iterations (smoke runs)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
@@ -88,36 +104,62 @@ def main(argv=None) -> dict:
     model = build_model(x_train.shape[1], args.unit, 10, args.lr)
 
     train_iter = SerialIterator(TupleDataset(x_train, y_train), args.batchsize)
-    test_iter = SerialIterator(TupleDataset(x_test, y_test), 256,
-                               repeat=False, shuffle=False)
+    test_iter = SerialIterator(
+        TupleDataset(x_test, y_test), 256, repeat=False, shuffle=False
+    )
     updater = ktrainer.StandardUpdater(train_iter, model, device=args.device)
-    stop = ((args.max_iterations, "iteration") if args.max_iterations
-            else (args.epoch, "epoch"))
+    stop = (
+        (args.max_iterations, "iteration")
+        if args.max_iterations
+        else (args.epoch, "epoch")
+    )
     trainer = ktrainer.Trainer(updater, stop, out=args.out)
 
     trainer.extend(extensions.Evaluator(test_iter, model, device=args.device))
-    trainer.extend(extensions.ExponentialShift("learning_rate", 0.7),
-                   trigger=(2, "epoch"))
+    trainer.extend(
+        extensions.ExponentialShift("learning_rate", 0.7), trigger=(2, "epoch")
+    )
     trainer.extend(extensions.observe_lr(), trigger=(1, "epoch"))
-    trainer.extend(extensions.snapshot(n_retains=2, autoload=args.autoload),
-                   trigger=(1, "epoch"))
+    trainer.extend(
+        extensions.snapshot(n_retains=2, autoload=args.autoload), trigger=(1, "epoch")
+    )
     trainer.extend(extensions.LogReport())
-    trainer.extend(extensions.PlotReport(
-        ["main/loss", "validation/main/loss"], "epoch", filename="loss.png"))
-    trainer.extend(extensions.PlotReport(
-        ["main/accuracy", "validation/main/accuracy"], "epoch",
-        filename="accuracy.png"))
-    trainer.extend(extensions.PrintReport(
-        ["epoch", "main/loss", "validation/main/loss", "main/accuracy",
-         "validation/main/accuracy", "lr", "elapsed_time"]))
+    trainer.extend(
+        extensions.PlotReport(
+            ["main/loss", "validation/main/loss"], "epoch", filename="loss.png"
+        )
+    )
+    trainer.extend(
+        extensions.PlotReport(
+            ["main/accuracy", "validation/main/accuracy"],
+            "epoch",
+            filename="accuracy.png",
+        )
+    )
+    trainer.extend(
+        extensions.PrintReport(
+            [
+                "epoch",
+                "main/loss",
+                "validation/main/loss",
+                "main/accuracy",
+                "validation/main/accuracy",
+                "lr",
+                "elapsed_time",
+            ]
+        )
+    )
     if not args.no_progress:
         trainer.extend(extensions.ProgressBar(update_interval=10))
 
     if args.resume:
         serializers.load_hdf5(args.resume, trainer)
     trainer.run()
-    return trainer.get_extension("LogReport").log[-1] if trainer.get_extension(
-        "LogReport").log else {}
+    return (
+        trainer.get_extension("LogReport").log[-1]
+        if trainer.get_extension("LogReport").log
+        else {}
+    )
 
 
 if __name__ == "__main__":

@@ -80,9 +80,7 @@ class TrainStep:
         (_, (loss, observations, non_trainable)), grads = grad_fn(
             trainable, non_trainable
         )
-        trainable, opt_vars = self.optimizer.stateless_apply(
-            opt_vars, grads, trainable
-        )
+        trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
         return (loss, observations), (trainable, non_trainable, opt_vars)
 
     def __call__(self, data):
@@ -94,9 +92,7 @@ class TrainStep:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
         if self._state is None:
-            self._state = tuple(
-                [v.value for v in group] for group in self._variables()
-            )
+            self._state = tuple([v.value for v in group] for group in self._variables())
         logs, self._state = self._jitted(self._state, self._metrics_init, data)
         return logs
 

@@ -41,8 +41,7 @@ class TrainStep:
             require_built(self.model, data)
             inits = metric_reset_values(self.model)
             self._metric_pairs = [
-                (v.value, init)
-                for v, init in zip(self.model.metrics_variables, inits)
+                (v.value, init) for v, init in zip(self.model.metrics_variables, inits)
             ]
         elif not self.optimizer.built:
             self.optimizer.build(self.model.trainable_variables)

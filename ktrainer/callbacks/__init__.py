@@ -1,3 +1,9 @@
 """Keras interop: callbacks as extensions and extensions inside `fit`."""
 
-__all__: list[str] = []
+from ktrainer.callbacks.extensions_callback import ExtensionsCallback
+from ktrainer.callbacks.keras_callback_extension import KerasCallbackExtension
+
+__all__ = [
+    "ExtensionsCallback",
+    "KerasCallbackExtension",
+]

@@ -14,10 +14,10 @@ from ktrainer.training.updater import Updater
 from ktrainer.training.updaters import StandardUpdater
 
 __all__ = [
-    "Extension",
     "PRIORITY_EDITOR",
     "PRIORITY_READER",
     "PRIORITY_WRITER",
+    "Extension",
     "StandardUpdater",
     "Trainer",
     "Updater",

@@ -105,13 +105,10 @@ def make_extension(
     def decorator(ext: Callable) -> Callable:
         if not callable(ext):
             raise TypeError(
-                "make_extension decorates a callable. "
-                f"Received: ext={ext!r}"
+                f"make_extension decorates a callable. Received: ext={ext!r}"
             )
         ext.trigger = trigger
-        ext.default_name = default_name or getattr(
-            ext, "__name__", type(ext).__name__
-        )
+        ext.default_name = default_name or getattr(ext, "__name__", type(ext).__name__)
         ext.priority = priority
         ext.finalize = finalizer
         ext.on_error = on_error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -87,7 +88,8 @@ class Trainer:
         self.updater = updater
         # Chainer: no stop trigger means "never stop".
         self.stop_trigger = (
-            (lambda trainer: False) if stop_trigger is None
+            (lambda trainer: False)
+            if stop_trigger is None
             else get_trigger(stop_trigger)
         )
         self.observation: dict[str, Any] = {}
@@ -153,8 +155,7 @@ class Trainer:
         """
         if kwargs:
             raise TypeError(
-                "extend() got unexpected keyword arguments. "
-                f"Received: {sorted(kwargs)}"
+                f"extend() got unexpected keyword arguments. Received: {sorted(kwargs)}"
             )
         if _is_keras_callback(extension):
             from ktrainer.callbacks import KerasCallbackExtension
@@ -170,25 +171,20 @@ class Trainer:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str. Received: name={name!r}")
         if name == "training":
-            raise ValueError(
-                "name 'training' is reserved. Received: name='training'"
-            )
+            raise ValueError("name 'training' is reserved. Received: name='training'")
         if trigger is None:
             trigger = getattr(extension, "trigger", (1, "iteration"))
         trigger = get_trigger(trigger)
         if priority is None:
-            priority = getattr(
-                extension, "priority", extension_module.PRIORITY_READER
-            )
+            priority = getattr(extension, "priority", extension_module.PRIORITY_READER)
 
         unique, ordinal = name, 0
         while unique in self._extensions:
             ordinal += 1
             unique = f"{name}_{ordinal}"
-        try:
+        # A bound method cannot take attributes: it keeps its own name.
+        with contextlib.suppress(AttributeError):
             extension.name = unique
-        except AttributeError:
-            pass  # e.g. a bound method: it keeps its own name
         self._extensions[unique] = _ExtensionEntry(
             extension, priority, trigger, call_before_training
         )
@@ -199,8 +195,7 @@ class Trainer:
             return self._extensions[name].extension
         except KeyError:
             raise ValueError(
-                f"no extension named {name!r}; registered: "
-                f"{list(self._extensions)}"
+                f"no extension named {name!r}; registered: {list(self._extensions)}"
             ) from None
 
     def _sorted_entries(self) -> list[tuple[str, _ExtensionEntry]]:
@@ -249,16 +244,21 @@ class Trainer:
             tb = sys.exc_info()[2]
             if show_loop_exception_msg:
                 print(f"Exception in main training loop: {exc}", file=sys.stderr)
-                print("Will finalize trainer extensions and updater before "
-                      "reraising the exception.", file=sys.stderr)
+                print(
+                    "Will finalize trainer extensions and updater before "
+                    "reraising the exception.",
+                    file=sys.stderr,
+                )
             for _, entry in entries:
                 handler = getattr(entry.extension, "on_error", None)
                 if handler:
                     try:
                         handler(self, exc, tb)
                     except Exception as handler_exc:
-                        print(f"Exception in error handler: {handler_exc}",
-                              file=sys.stderr)
+                        print(
+                            f"Exception in error handler: {handler_exc}",
+                            file=sys.stderr,
+                        )
                         traceback.print_exc()
             raise
         finally:
@@ -279,8 +279,11 @@ class Trainer:
         reporter = self.reporter
         stop_trigger = self.stop_trigger
         plan = [
-            (entry.trigger, entry.extension,
-             sync is not None and _needs_state(entry.extension))
+            (
+                entry.trigger,
+                entry.extension,
+                sync is not None and _needs_state(entry.extension),
+            )
             for _, entry in entries
         ]
         while not stop_trigger(self):
@@ -309,7 +312,8 @@ class Trainer:
                 entry.trigger.serialize(trigger_serializer[name])
         if isinstance(serializer, Serializer):
             elapsed = (
-                self._snapshot_elapsed_time if self._start_at is None
+                self._snapshot_elapsed_time
+                if self._start_at is None
                 else self.elapsed_time
             )
             serializer("_snapshot_elapsed_time", elapsed)

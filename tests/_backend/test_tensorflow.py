@@ -31,4 +31,5 @@ def test_metrics_restart_every_batch():
     step(_batch())
     step(_batch())
     counts = [v.numpy() for v in model.metrics_variables if v.name == "count"]
-    assert counts and all(c == 16 for c in counts)
+    assert counts
+    assert all(c == 16 for c in counts)

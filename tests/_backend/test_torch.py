@@ -28,10 +28,9 @@ def test_metrics_restart_every_batch():
     step = TrainStep(model, model.optimizer)
     step(_batch())
     step(_batch())
-    counts = [
-        float(v.value) for v in model.metrics_variables if v.name == "count"
-    ]
-    assert counts and all(c == 16 for c in counts)
+    counts = [float(v.value) for v in model.metrics_variables if v.name == "count"]
+    assert counts
+    assert all(c == 16 for c in counts)
 
 
 def test_sync_returns_modules_to_train_mode():

@@ -137,7 +137,8 @@ def test_elapsed_time_and_is_before_training():
         trainer.elapsed_time  # noqa: B018
     flags = []
     trainer.extend(
-        lambda t: flags.append(t.is_before_training), call_before_training=True,
+        lambda t: flags.append(t.is_before_training),
+        call_before_training=True,
         name="flag",
     )
     trainer.run()
@@ -169,9 +170,11 @@ BAD_EXTEND = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "error", "names"), BAD_EXTEND,
-                         ids=["not-callable", "reserved-name", "bad-unit",
-                              "bad-period", "unknown-kwarg"])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "names"),
+    BAD_EXTEND,
+    ids=["not-callable", "reserved-name", "bad-unit", "bad-period", "unknown-kwarg"],
+)
 def test_extend_rejects_bad_input(kwargs, error, names):
     trainer = get_trainer_with_mock_updater()
     with pytest.raises(error, match=names):

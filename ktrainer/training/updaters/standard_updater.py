@@ -19,7 +19,8 @@ def _as_dict(value, what: str) -> dict:
 
 def _check_iterator(name: str, iterator) -> None:
     missing = [
-        attr for attr in ("epoch", "epoch_detail", "is_new_epoch")
+        attr
+        for attr in ("epoch", "epoch_detail", "is_new_epoch")
         if not hasattr(iterator, attr)
     ]
     if not callable(getattr(iterator, "__next__", None)) or missing:
@@ -252,8 +253,8 @@ def _lookup(table: dict, name: str, what: str):
 
 def _resolve_models(optimizer, model, loss_func) -> tuple[dict, dict]:
     optimizers = _as_dict(optimizer, "optimizer")
-    models_arg = model if isinstance(model, dict) else (
-        {} if model is None else {"main": model}
+    models_arg = (
+        model if isinstance(model, dict) else ({} if model is None else {"main": model})
     )
     models, opts = {}, {}
     for name, opt in optimizers.items():

@@ -145,7 +145,8 @@ def test_loss_func_with_dict_batches(tmp_out):
     trainer = Trainer(updater, (2, "iteration"), out=tmp_out)
     rows = _record(trainer, ["main/loss"])
     trainer.run()
-    assert len(rows) == 2 and np.isfinite(rows[0]["main/loss"])
+    assert len(rows) == 2
+    assert np.isfinite(rows[0]["main/loss"])
 
 
 def test_dict_of_models_steps_main_and_exposes_all(tmp_out):
@@ -193,9 +194,19 @@ BAD_ARGS = [
 ]
 
 
-@pytest.mark.parametrize(("override", "error", "match"), BAD_ARGS,
-                         ids=["str-optimizer", "uncompiled", "bare-optimizer",
-                              "list-iterator", "converter", "loss-scale", "device"])
+@pytest.mark.parametrize(
+    ("override", "error", "match"),
+    BAD_ARGS,
+    ids=[
+        "str-optimizer",
+        "uncompiled",
+        "bare-optimizer",
+        "list-iterator",
+        "converter",
+        "loss-scale",
+        "device",
+    ],
+)
 def test_bad_arguments_are_named(override, error, match):
     kwargs = {
         "iterator": SerialIterator(make_dataset(16), 4),
