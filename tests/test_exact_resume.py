@@ -107,7 +107,7 @@ def test_straight_run_differs_with_another_seed(tmp_path):
 
 
 _TORCH_GLOBAL_RNG = keras.config.backend() == "torch" and not hasattr(
-    _backend, "set_rng_state"
+    _backend, "serialize_rng_state"
 )
 
 

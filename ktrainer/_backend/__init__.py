@@ -11,15 +11,36 @@ import keras
 BACKEND = keras.config.backend()
 
 if BACKEND == "jax":
-    from ktrainer._backend.jax import TestStep, TrainStep, device_scope
+    from ktrainer._backend.jax import (
+        TestStep,
+        TrainStep,
+        device_scope,
+        serialize_rng_state,
+    )
 elif BACKEND == "tensorflow":
-    from ktrainer._backend.tensorflow import TestStep, TrainStep, device_scope
+    from ktrainer._backend.tensorflow import (
+        TestStep,
+        TrainStep,
+        device_scope,
+        serialize_rng_state,
+    )
 elif BACKEND == "torch":
-    from ktrainer._backend.torch import TestStep, TrainStep, device_scope
+    from ktrainer._backend.torch import (
+        TestStep,
+        TrainStep,
+        device_scope,
+        serialize_rng_state,
+    )
 else:
     raise ImportError(
         "ktrainer supports the jax, tensorflow and torch Keras backends. "
         f"Received: KERAS_BACKEND={BACKEND!r}"
     )
 
-__all__ = ["BACKEND", "TestStep", "TrainStep", "device_scope"]
+__all__ = [
+    "BACKEND",
+    "TestStep",
+    "TrainStep",
+    "device_scope",
+    "serialize_rng_state",
+]

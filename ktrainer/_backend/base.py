@@ -21,6 +21,9 @@ live behind this seam, one module per backend with the same names:
 - `TestStep(model)`: `reset()`, `__call__(data)` accumulates the compiled
   loss and metrics over batches, `result()` returns their logs, exactly
   as `model.evaluate` computes them.
+- `serialize_rng_state(serializer)`: saves or loads framework-global
+  random state that Keras seed generators do not cover (torch's global
+  generator); a no-op where there is none.
 - `device_scope(name)`: a context manager placing computation on a Keras
   device name (`'cpu:0'`, `'gpu:1'`), or a no-op for `None`.
 """

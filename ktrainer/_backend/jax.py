@@ -10,6 +10,10 @@ from keras import StatelessScope
 from ktrainer._backend._common import metric_reset_values, require_built
 
 
+def serialize_rng_state(serializer) -> None:
+    """Nothing global to keep: Keras seed generators hold all RNG state."""
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

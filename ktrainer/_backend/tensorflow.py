@@ -9,6 +9,10 @@ import tensorflow as tf
 from ktrainer._backend._common import metric_reset_values, require_built
 
 
+def serialize_rng_state(serializer) -> None:
+    """Nothing global to keep: Keras seed generators hold all RNG state."""
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

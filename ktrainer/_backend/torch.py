@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy
 import torch
 
 from ktrainer._backend._common import metric_reset_values, require_built
+
+
+def serialize_rng_state(serializer) -> None:
+    """Saves or loads torch's global CPU generator state.
+
+    Keras layers on torch may draw from the global generator (e.g. an
+    unseeded Dropout), so an exact resume needs it. A snapshot written
+    under another backend has no such entry and leaves the state alone.
+    """
+    current = torch.get_rng_state().numpy().copy()
+    try:
+        state = serializer("torch_rng_state", current)
+    except KeyError:
+        return
+    if state is not None:
+        torch.set_rng_state(torch.from_numpy(numpy.asarray(state, "uint8")))
 
 
 def device_scope(name):

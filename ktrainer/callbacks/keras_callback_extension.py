@@ -28,8 +28,13 @@ def _keras_name(key: str) -> str | None:
     return None
 
 
-def _overrides(cls: type, *names: str) -> bool:
-    return any(getattr(cls, name) is not getattr(_BASE, name) for name in names)
+def _overrides(callback: keras.callbacks.Callback, *names: str) -> bool:
+    """Whether the callback has its own version of one of the hooks `names`."""
+    own = vars(callback)  # e.g. LambdaCallback sets hooks on the instance
+    cls = type(callback)
+    return any(
+        name in own or getattr(cls, name) is not getattr(_BASE, name) for name in names
+    )
 
 
 class _StopOnFlag:
@@ -132,10 +137,9 @@ class KerasCallbackExtension(extension.Extension):
                 "ktrainer.training.extensions.snapshot(autoload=True) to back "
                 "up and resume a Trainer. Received: callback=BackupAndRestore"
             )
-        cls = type(callback)
         self.callback = callback
-        self._batch_begin = _overrides(cls, "on_train_batch_begin", "on_batch_begin")
-        self._batch_end = _overrides(cls, "on_train_batch_end", "on_batch_end")
+        self._batch_begin = _overrides(callback, "on_train_batch_begin", "on_batch_begin")
+        self._batch_end = _overrides(callback, "on_train_batch_end", "on_batch_end")
         if (
             isinstance(callback, keras.callbacks.ModelCheckpoint)
             and callback.save_freq == "epoch"
@@ -172,16 +176,16 @@ class KerasCallbackExtension(extension.Extension):
         self._batch = round(fraction * steps) if steps else 0
         self._epoch_pending = self._batch == 0
         self._failed = False
-        self.callback.on_train_begin()
+        self.callback.on_train_begin({})
 
     def _before_update(self, trainer) -> None:
         if self._epoch_pending:
             _sync(self._updater)
-            self.callback.on_epoch_begin(self._updater.epoch)
+            self.callback.on_epoch_begin(self._updater.epoch, {})
             self._epoch_pending = False
         if self._batch_begin:
             _sync(self._updater)
-            self.callback.on_train_batch_begin(self._batch)
+            self.callback.on_train_batch_begin(self._batch, {})
 
     def __call__(self, trainer) -> None:
         observation = trainer.observation

@@ -237,9 +237,11 @@ class StandardUpdater(Updater):
         for name, iterator in self._iterators.items():
             iterator.serialize(serializer["iterator:" + name])
         for name, optimizer in self._optimizers.items():
-            serialize_object(optimizer, serializer["optimizer:" + name])
-            serialize_object(self._models[name], serializer["model:" + name])
+            model = self._models[name]
+            serialize_object(optimizer, serializer["optimizer:" + name], model=model)
+            serialize_object(model, serializer["model:" + name])
         self.iteration = serializer("iteration", self.iteration)
+        _backend.serialize_rng_state(serializer)
 
 
 def _lookup(table: dict, name: str, what: str):
