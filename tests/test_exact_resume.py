@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from _resume_script import build_trainer, state_arrays
 
-from ktrainer import _backend
 from ktrainer.serializers import load_hdf5, save_hdf5
 from ktrainer.training.extensions._snapshot import snapshot
 from ktrainer.training.extensions.snapshot_writers import ThreadWriter
@@ -106,19 +105,9 @@ def test_straight_run_differs_with_another_seed(tmp_path):
     )
 
 
-_TORCH_GLOBAL_RNG = keras.config.backend() == "torch" and not hasattr(
-    _backend, "serialize_rng_state"
-)
-
-
-@pytest.mark.xfail(
-    _TORCH_GLOBAL_RNG,
-    reason="Keras's torch Dropout without a seed draws from torch's global "
-    "generator, whose state snapshots do not hold until the backend seam "
-    "provides rng_state()/set_rng_state()",
-    strict=True,
-)
 def test_unseeded_dropout_resumes_exactly(tmp_path):
+    # On torch an unseeded Dropout draws from torch's global generator, whose
+    # state the updater saves through `_backend.serialize_rng_state`.
     expected_state, expected_losses = _straight(
         str(tmp_path / "straight"), dropout_seed=None
     )

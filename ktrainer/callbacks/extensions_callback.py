@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -251,17 +252,13 @@ class ExtensionsCallback(keras.callbacks.Callback):
         if trigger is None:
             trigger = getattr(extension, "trigger", (1, "iteration"))
         if priority is None:
-            priority = getattr(
-                extension, "priority", extension_module.PRIORITY_READER
-            )
+            priority = getattr(extension, "priority", extension_module.PRIORITY_READER)
         unique, ordinal = name, 0
         while unique in self._entries:
             ordinal += 1
             unique = f"{name}_{ordinal}"
-        try:
+        with contextlib.suppress(AttributeError):  # e.g. a bound method
             extension.name = unique
-        except AttributeError:
-            pass
         self._entries[unique] = (extension, get_trigger(trigger), priority)
 
     def get_extension(self, name: str):

@@ -138,7 +138,9 @@ class KerasCallbackExtension(extension.Extension):
                 "up and resume a Trainer. Received: callback=BackupAndRestore"
             )
         self.callback = callback
-        self._batch_begin = _overrides(callback, "on_train_batch_begin", "on_batch_begin")
+        self._batch_begin = _overrides(
+            callback, "on_train_batch_begin", "on_batch_begin"
+        )
         self._batch_end = _overrides(callback, "on_train_batch_end", "on_batch_end")
         if (
             isinstance(callback, keras.callbacks.ModelCheckpoint)

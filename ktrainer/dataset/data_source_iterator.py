@@ -10,7 +10,8 @@ them as they are.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator as PyIterator
+from collections.abc import Callable
+from collections.abc import Iterator as PyIterator
 from typing import Any
 
 import keras
@@ -34,11 +35,14 @@ class DataSourceIterator(Iterator):
 
     - a `keras.utils.PyDataset` (anything with `__getitem__` and
       `num_batches` or `len`): batch `i` of the epoch is `source[order[i]]`,
-      with `order` a permutation of the batch indices when `shuffle`; the
+      with `order` a permutation of the batch indices when `shuffle`
+      (drawn by a `ShuffleOrderSampler` seeded from numpy's global random
+      state); the
       source's `on_epoch_begin`/`on_epoch_end` are called as `fit` calls
       them. Batches are read in the calling thread (the source's
-      `workers` are not used). `serialize` keeps the epoch, the position
-      and the order, so a resumed run reads the very next batch.
+      `workers` are not used). `serialize` keeps the epoch, the position,
+      the order and the sampler's random state, so a resumed run reads the
+      same batches as an uninterrupted one.
     - a streaming source, a finite `tf.data.Dataset` (read with
       `as_numpy_iterator()`) or a torch `DataLoader`: each epoch iterates
       the source afresh; the source shuffles by itself. `serialize` keeps
@@ -71,6 +75,11 @@ class DataSourceIterator(Iterator):
                 f"{type(source).__name__} of 0 batches"
             )
         self._shuffle = bool(shuffle)
+        self._sampler = None
+        if self._indexed and self._shuffle:
+            from ktrainer.iterators._order_samplers import ShuffleOrderSampler
+
+            self._sampler = ShuffleOrderSampler()
         self._repeat = bool(repeat)
         self._stream: PyIterator | None = None
         self.reset()
@@ -112,9 +121,9 @@ class DataSourceIterator(Iterator):
         return self._num_batches
 
     def _new_order(self) -> np.ndarray | None:
-        if not (self._indexed and self._shuffle):
+        if self._sampler is None:
             return None
-        return np.random.permutation(self._num_batches)
+        return self._sampler(np.arange(self._num_batches), 0)
 
     # -- batches ------------------------------------------------------------
 
@@ -186,6 +195,8 @@ class DataSourceIterator(Iterator):
         self._previous_epoch_detail = serializer(
             "previous_epoch_detail", self._previous_epoch_detail
         )
+        if self._sampler is not None:
+            self._sampler.serialize(serializer["order_sampler"])
         self._stream = None
 
 
@@ -261,8 +272,7 @@ def as_iterator(
 
 def _is_ktrainer_iterator(source: Any) -> bool:
     return isinstance(source, Iterator) or (
-        callable(getattr(source, "__next__", None))
-        and hasattr(source, "epoch_detail")
+        callable(getattr(source, "__next__", None)) and hasattr(source, "epoch_detail")
     )
 
 
@@ -361,9 +371,7 @@ class _StackedBatch(ExampleBatch):
 
     def __init__(self, stacked: Any) -> None:
         size = len(_leaves(stacked)[0])
-        list.__init__(
-            self, (_map(lambda a, i=i: a[i], stacked) for i in range(size))
-        )
+        list.__init__(self, (_map(lambda a, i=i: a[i], stacked) for i in range(size)))
         self._stacked = stacked
 
 

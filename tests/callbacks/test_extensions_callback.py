@@ -133,6 +133,7 @@ def test_epoch_detail_and_new_epoch_follow_fit(tmp_out):
     ]
 
 
+@pytest.mark.skip_backend("torch", "Keras supports steps_per_execution=1 only")
 def test_steps_per_execution_counts_steps(tmp_out):
     callback = ExtensionsCallback([extensions.LogReport()], out=tmp_out)
     model = make_classifier(steps_per_execution=2)

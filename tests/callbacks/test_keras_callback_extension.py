@@ -188,7 +188,9 @@ def test_learning_rate_change_reaches_the_updates(tmp_out):
     trainer, model = _trainer(tmp_out, epochs=2, validation=False)
     weights = []
     trainer.extend(_weights_per_epoch(weights))
-    trainer.extend(keras.callbacks.LearningRateScheduler(lambda e, lr: 0.0 if e else lr))
+    trainer.extend(
+        keras.callbacks.LearningRateScheduler(lambda e, lr: 0.0 if e else lr)
+    )
     trainer.run()
 
     # The second epoch runs with a zero learning rate: no weight moves.
@@ -252,7 +254,9 @@ def test_backup_and_restore_is_refused(tmp_out):
 
 
 def test_non_callback_is_refused():
-    with pytest.raises(TypeError, match="callback must be a keras.callbacks.Callback"):
+    with pytest.raises(
+        TypeError, match=r"callback must be a keras\.callbacks\.Callback"
+    ):
         KerasCallbackExtension(object())
 
 

@@ -95,7 +95,7 @@ def test_tf_dataset_trains_as_a_serial_iterator(tmp_out):
 def test_infinite_tf_dataset_is_refused():
     tf = pytest.importorskip("tensorflow")
     dataset = tf.data.Dataset.from_tensor_slices(_arrays()).batch(BATCH).repeat()
-    with pytest.raises(ValueError, match="must be a finite tf.data.Dataset"):
+    with pytest.raises(ValueError, match=r"must be a finite tf\.data\.Dataset"):
         as_iterator(dataset)
 
 
@@ -106,7 +106,11 @@ def test_epoch_accounting_and_hooks():
     for _ in range(5):
         next(iterator)
         details.append(
-            (iterator.epoch_detail, iterator.previous_epoch_detail, iterator.is_new_epoch)
+            (
+                iterator.epoch_detail,
+                iterator.previous_epoch_detail,
+                iterator.is_new_epoch,
+            )
         )
     assert details == [
         (0.25, 0.0, False),
@@ -145,8 +149,10 @@ def test_dict_batches_pass_through_concat_examples():
 def test_shuffle_permutes_batches_each_epoch():
     x, y = _arrays()
     iterator = as_iterator(_Batches(x, y))
-    firsts = [int(np.where(x == concat_examples(next(iterator))[0][0])[0][0])
-              for _ in range(4)]
+    firsts = [
+        int(np.where(x == concat_examples(next(iterator))[0][0])[0][0])
+        for _ in range(4)
+    ]
     assert sorted(firsts) == [0, 16, 32, 48]
 
 

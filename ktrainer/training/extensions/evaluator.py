@@ -12,6 +12,7 @@ import numpy as np
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer.dataset.convert import DeviceSpec, concat_examples, parse_device
+from ktrainer.dataset.data_source_iterator import as_iterator
 from ktrainer.training import extension
 from ktrainer.training.extensions import _util
 
@@ -87,6 +88,9 @@ class Evaluator(extension.Extension):
         eval_func: Callable | None = None,
     ) -> None:
         iterators = dict(iterator) if isinstance(iterator, dict) else {"main": iterator}
+        iterators = {
+            name: as_iterator(it, repeat=False) for name, it in iterators.items()
+        }
         if "main" not in iterators:
             raise ValueError(
                 "iterator must contain a 'main' iterator. "

@@ -198,9 +198,12 @@ class _Recorder(Serializer):
 
     def __call__(self, key: str, value: Any) -> Any:
         stored = to_storable(key, value)
-        if isinstance(stored, np.ndarray):
-            # Backends may hand out views of live buffers (torch updates its
-            # variables in place), so the copy must own its data.
+        if isinstance(stored, np.ndarray) and (
+            stored is value or not stored.flags.owndata
+        ):
+            # The live array itself, or a view of a live buffer (torch updates
+            # its variables in place): copy. An array that owns its data is
+            # already a copy, made by the conversion from a tensor.
             stored = np.array(stored, copy=True)
         self._ops.append((self._path, key, stored))
         return value

@@ -10,6 +10,7 @@ import keras
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer.dataset.convert import concat_examples, parse_device
+from ktrainer.dataset.data_source_iterator import as_iterator
 from ktrainer.training.updater import Updater
 
 
@@ -87,7 +88,9 @@ class StandardUpdater(Updater):
         *,
         model=None,
     ) -> None:
-        iterators = _as_dict(iterator, "iterator")
+        iterators = {
+            name: as_iterator(it) for name, it in _as_dict(iterator, "iterator").items()
+        }
         if "main" not in iterators:
             raise ValueError(
                 "iterator must contain a 'main' iterator. "
