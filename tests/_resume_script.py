@@ -26,8 +26,7 @@ import numpy as np
 from ktrainer.iterators import SerialIterator
 from ktrainer.serializers import DictionarySerializer, serialize_object
 from ktrainer.training import Trainer, make_extension
-from ktrainer.training.extensions._snapshot import snapshot
-from ktrainer.training.extensions.exponential_shift import ExponentialShift
+from ktrainer.training.extensions import ExponentialShift, snapshot
 from ktrainer.training.updaters import StandardUpdater
 
 N_EXAMPLES = 48  # 3 iterations per epoch at batch size 16

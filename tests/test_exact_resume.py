@@ -16,7 +16,7 @@ import pytest
 from _resume_script import build_trainer, state_arrays
 
 from ktrainer.serializers import load_hdf5, save_hdf5
-from ktrainer.training.extensions._snapshot import snapshot
+from ktrainer.training.extensions import snapshot
 from ktrainer.training.extensions.snapshot_writers import ThreadWriter
 
 N = 5  # mid-epoch: 3 iterations per epoch

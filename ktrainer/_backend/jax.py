@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import jax
+import jax.numpy as jnp
 from keras import StatelessScope
 
 from ktrainer._backend._common import metric_reset_values, require_built
@@ -45,7 +46,9 @@ class TrainStep:
         self._metrics_init = None
         self._built = False
         fn = self._compiled_step if loss_fn is None else self._custom_step
-        self._jitted = jax.jit(fn)
+        # Donating the state lets XLA update weights and optimizer slots in
+        # place, as `fit` does; without it every step allocates new buffers.
+        self._jitted = jax.jit(fn, donate_argnums=0)
 
     def _variables(self):
         return (
@@ -96,7 +99,11 @@ class TrainStep:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
         if self._state is None:
-            self._state = tuple([v.value for v in group] for group in self._variables())
+            # Copies: the step donates its state, and the variables must
+            # keep valid arrays for whoever reads them between syncs.
+            self._state = jax.tree.map(
+                jnp.copy, tuple([v.value for v in group] for group in self._variables())
+            )
         logs, self._state = self._jitted(self._state, self._metrics_init, data)
         return logs
 
