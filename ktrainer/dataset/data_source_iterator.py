@@ -246,8 +246,10 @@ def as_iterator(
     if _is_array_tuple(source):
         if batch_size is None:
             raise ValueError(
-                "batch_size is required for a tuple of arrays. Received: "
-                "batch_size=None"
+                "batch_size is required for a tuple of arrays; wrap them "
+                "with ktrainer.dataset.as_iterator((x, y), batch_size=N) "
+                "before passing them to an updater or an evaluator. "
+                "Received: batch_size=None"
             )
         from ktrainer.dataset.tuple_dataset import TupleDataset
         from ktrainer.iterators.serial_iterator import SerialIterator
