@@ -132,7 +132,9 @@ def run_backend(repeat: int, directory: str) -> dict:
 
     out = os.path.join(directory, keras.config.backend())
     os.makedirs(out, exist_ok=True)
-    trainer = _build_trainer(os.path.join(directory, "unused"))
+    # The snapshot extension writes into trainer.out: the folder whose files
+    # are removed after each timed call, as for every other row.
+    trainer = _build_trainer(out)
     model = trainer.updater.get_model()
     arrays: dict = {}
     DictionarySerializer(arrays).save(trainer)

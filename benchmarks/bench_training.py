@@ -3,8 +3,12 @@
 Trains the same model on the same data with `model.fit(verbose=0)` and with
 `Trainer` + `StandardUpdater` (+ LogReport, PrintReport at (1, 'epoch') and
 a ProgressBar, writing to a null stream), and prints steps/s of each and
-their ratio. The first epoch of each is a warm-up (compilation) and is not
-timed. Each backend runs in its own process.
+their ratio. Both are timed the same way: a mark at the end of every
+epoch waits for the epoch's last loss; the first epoch (compilation) is a
+warm-up; each later epoch gives one steps/s figure. Each loop runs
+`--repeat` times, fit and Trainer interleaved so that a drift in the
+machine's speed hits both; the table shows the median over all epochs.
+Each backend runs in its own process.
 
     python benchmarks/bench_training.py                 # all backends
     python benchmarks/bench_training.py --backend jax --workload small
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -22,7 +27,7 @@ import time
 
 WORKLOADS = {
     # name: (hidden width, batch size, train samples)
-    "small": (256, 64, 64 * 150),
+    "small": (256, 64, 64 * 300),
     "large": (2048, 256, 256 * 30),
 }
 
@@ -56,20 +61,31 @@ def _data(n: int):
     return x, y
 
 
-def bench_fit(width, batch, n, epochs) -> float:
+def _epoch_rates(marks: list[float], steps: int) -> list[float]:
+    # marks[0] ends the warm-up epoch (compilation); later gaps are timed.
+    return [steps / (b - a) for a, b in itertools.pairwise(marks)]
+
+
+def bench_fit(width, batch, n, epochs) -> list[float]:
+    """Steps/s of each epoch of `model.fit(verbose=0)` after the first."""
     import keras
 
     keras.utils.set_random_seed(0)
     x, y = _data(n)
     model = _build_model(width)
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
-    elapsed = time.perf_counter() - start
-    return epochs * (n // batch) / elapsed
+    marks = []
+
+    class Mark(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            float(logs["loss"])  # wait until the epoch's work is done
+            marks.append(time.perf_counter())
+
+    model.fit(x, y, batch_size=batch, epochs=epochs + 1, verbose=0, callbacks=[Mark()])
+    return _epoch_rates(marks, n // batch)
 
 
-def bench_trainer(width, batch, n, epochs) -> float:
+def bench_trainer(width, batch, n, epochs) -> list[float]:
+    """Steps/s of each epoch of the Trainer after the first."""
     import keras
 
     import ktrainer
@@ -89,36 +105,40 @@ def bench_trainer(width, batch, n, epochs) -> float:
         extensions.PrintReport(["epoch", "main/loss", "main/accuracy"], out=sink)
     )
     trainer.extend(extensions.ProgressBar(out=sink))
-    marks = {}
+    marks = []
 
     def mark(trainer):
-        # Wait for the step to finish so the clock measures finished work.
-        keras.ops.convert_to_numpy(trainer.observation["main/loss"])
-        marks.setdefault("warm", (time.perf_counter(), updater.iteration))
-        marks["end"] = (time.perf_counter(), updater.iteration)
+        # Wait until the epoch's work is done, as the fit callback does.
+        float(keras.ops.convert_to_numpy(trainer.observation["main/loss"]))
+        marks.append(time.perf_counter())
 
     mark.needs_model_state = False
     trainer.extend(mark, trigger=(1, "epoch"), priority=1000)
     trainer.run()
-    (t0, i0), (t1, i1) = marks["warm"], marks["end"]
-    return (i1 - i0) / (t1 - t0)
+    return _epoch_rates(marks, n // batch)
 
 
-def run_backend(workloads, epochs) -> list[dict]:
+def run_backend(workloads, epochs, repeat) -> list[dict]:
+    import statistics
+
     import keras
 
     rows = []
     for name in workloads:
         width, batch, n = WORKLOADS[name]
-        fit = bench_fit(width, batch, n, epochs)
-        trainer = bench_trainer(width, batch, n, epochs)
+        fit, trainer = [], []
+        for _ in range(repeat):  # interleaved, so drifts hit both alike
+            fit += bench_fit(width, batch, n, epochs)
+            trainer += bench_trainer(width, batch, n, epochs)
+        fit_rate = statistics.median(fit)
+        trainer_rate = statistics.median(trainer)
         rows.append(
             {
                 "backend": keras.config.backend(),
                 "workload": f"{name} (784-{width}-{width}-10, batch {batch})",
-                "fit_steps_per_s": round(fit, 1),
-                "trainer_steps_per_s": round(trainer, 1),
-                "ratio": round(trainer / fit, 3),
+                "fit_steps_per_s": round(fit_rate, 1),
+                "trainer_steps_per_s": round(trainer_rate, 1),
+                "ratio": round(trainer_rate / fit_rate, 3),
             }
         )
     return rows
@@ -131,7 +151,10 @@ def main() -> None:
     )
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument(
-        "--epochs", type=int, default=3, help="timed epochs after the warm-up epoch"
+        "--epochs", type=int, default=5, help="timed epochs after the warm-up epoch"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="interleaved runs of each loop"
     )
     parser.add_argument(
         "--json",
@@ -155,6 +178,8 @@ def main() -> None:
                     args.workload,
                     "--epochs",
                     str(args.epochs),
+                    "--repeat",
+                    str(args.repeat),
                     "--json",
                 ],
                 env=env,
@@ -165,7 +190,7 @@ def main() -> None:
             rows.extend(json.loads(out.strip().splitlines()[-1]))
     else:
         os.environ["KERAS_BACKEND"] = args.backend
-        rows = run_backend(workloads, args.epochs)
+        rows = run_backend(workloads, args.epochs, args.repeat)
         if args.json:
             print(json.dumps(rows))
             return

@@ -15,6 +15,7 @@ if BACKEND == "jax":
         TestStep,
         TrainStep,
         device_scope,
+        host_view,
         serialize_rng_state,
     )
 elif BACKEND == "tensorflow":
@@ -22,6 +23,7 @@ elif BACKEND == "tensorflow":
         TestStep,
         TrainStep,
         device_scope,
+        host_view,
         serialize_rng_state,
     )
 elif BACKEND == "torch":
@@ -29,6 +31,7 @@ elif BACKEND == "torch":
         TestStep,
         TrainStep,
         device_scope,
+        host_view,
         serialize_rng_state,
     )
 else:
@@ -42,5 +45,6 @@ __all__ = [
     "TestStep",
     "TrainStep",
     "device_scope",
+    "host_view",
     "serialize_rng_state",
 ]

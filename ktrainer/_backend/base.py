@@ -26,6 +26,10 @@ live behind this seam, one module per backend with the same names:
   generator); a no-op where there is none.
 - `device_scope(name)`: a context manager placing computation on a Keras
   device name (`'cpu:0'`, `'gpu:1'`), or a no-op for `None`.
+- `host_view(tensor)`: a numpy array of a tensor's value that shares the
+  tensor's memory when it already lives on the host (a copy otherwise),
+  for writers that consume it at once. `keras.ops.convert_to_numpy`
+  always copies, which a snapshot of a large model pays for twice.
 """
 
 from __future__ import annotations

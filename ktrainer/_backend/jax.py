@@ -6,6 +6,7 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
+import numpy
 from keras import StatelessScope
 
 from ktrainer._backend._common import metric_reset_values, require_built
@@ -13,6 +14,11 @@ from ktrainer._backend._common import metric_reset_values, require_built
 
 def serialize_rng_state(serializer) -> None:
     """Nothing global to keep: Keras seed generators hold all RNG state."""
+
+
+def host_view(tensor):
+    # Zero-copy for arrays on the CPU: numpy reads jax's host buffer.
+    return numpy.asarray(tensor)
 
 
 def device_scope(name):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy
 import tensorflow as tf
 
 from ktrainer._backend._common import metric_reset_values, require_built
@@ -11,6 +12,12 @@ from ktrainer._backend._common import metric_reset_values, require_built
 
 def serialize_rng_state(serializer) -> None:
     """Nothing global to keep: Keras seed generators hold all RNG state."""
+
+
+def host_view(tensor):
+    # `numpy()` always copies; numpy's view of an eager tensor on the host
+    # does not. A variable is read into a tensor first (no copy either).
+    return numpy.asarray(tf.convert_to_tensor(tensor))
 
 
 def device_scope(name):

@@ -26,6 +26,18 @@ def serialize_rng_state(serializer) -> None:
         torch.set_rng_state(torch.from_numpy(numpy.asarray(state, "uint8")))
 
 
+def host_view(tensor):
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    try:
+        return tensor.numpy()  # shares the CPU tensor's memory
+    except TypeError:  # dtypes numpy lacks (bfloat16): Keras converts them
+        import keras
+
+        return keras.ops.convert_to_numpy(tensor)
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

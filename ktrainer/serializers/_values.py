@@ -16,6 +16,8 @@ import keras
 import ml_dtypes
 import numpy as np
 
+from ktrainer import _backend
+
 
 class _StoredNone:
     """The decoded form of an entry that was saved from `None`."""
@@ -29,18 +31,23 @@ NONE = _StoredNone()
 _SCALAR_TYPES = (bool, int, float, complex, np.generic)
 
 
-def to_storable(key: str, value: Any) -> Any:
-    """Returns the host form of `value` to store under `key`."""
+def to_storable(key: str, value: Any, copy: bool = True) -> Any:
+    """Returns the host form of `value` to store under `key`.
+
+    With `copy=False` a tensor's array may share the tensor's memory (no
+    copy on the CPU); only for writers that consume it before training
+    goes on, never for arrays that are kept.
+    """
     if value is None:
         return NONE
     if isinstance(value, str):
         return value
     if isinstance(value, keras.Variable):
-        array = keras.ops.convert_to_numpy(value.value)
-    elif isinstance(value, np.ndarray):
+        value = value.value
+    if isinstance(value, np.ndarray):
         array = value
     elif keras.ops.is_tensor(value):
-        array = keras.ops.convert_to_numpy(value)
+        array = keras.ops.convert_to_numpy(value) if copy else _backend.host_view(value)
     else:
         array = np.asarray(value)
     if _is_ml_dtype(array.dtype):

@@ -74,7 +74,8 @@ class HDF5Serializer(Serializer):
                 f"key must be new in its group, but {self.group.name.rstrip('/')}/"
                 f"{name} was already written. Received: key={key!r}"
             )
-        stored = to_storable(key, value)
+        # No copy: h5py writes the array before this call returns.
+        stored = to_storable(key, value, copy=False)
         if stored is NONE:
             self.group.create_dataset(name, data=h5py.Empty("f"))
         elif isinstance(stored, str) or stored.dtype.kind == "U":
