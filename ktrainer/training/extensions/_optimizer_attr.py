@@ -130,6 +130,67 @@ class HyperparameterShift(Extension):
         self._last_value = value
 
 
+class TargetedShift(HyperparameterShift):
+    """A shift to `init` times a factor of the call count, stopped at `target`.
+
+    The common part of `ExponentialShift`, `InverseShift`,
+    `PolynomialShift` and `StepShift`: `initialize` sets `init` (read from
+    the optimizer when not given) or, after a resume, the last value set;
+    each call sets `_value_at(t)` for the new call count `t`; `serialize`
+    keeps `_t`, `_last_value` and `init`.
+    """
+
+    def __init__(
+        self, attr: str, init: float | None, target: float | None, optimizer: Any
+    ) -> None:
+        super().__init__(attr, optimizer)
+        self._init_arg = check_real(init, "init", allow_none=True)
+        self._init = self._init_arg
+        self._target = check_real(target, "target", allow_none=True)
+
+    def initialize(self, trainer) -> None:
+        """Sets the initial value, or the last one after a resume."""
+        optimizer = self._prepare(trainer)
+        if self._init is None:
+            self._init = read_attr(optimizer, self._attr)
+        if self._last_value is not None:  # resumed from a snapshot
+            self._update_value(optimizer, self._last_value)
+        else:
+            self._update_value(optimizer, self._init)
+
+    def __call__(self, trainer) -> None:
+        self._t += 1
+        self._update_value(self._get_optimizer(trainer), self._value_at(self._t))
+
+    def _value_at(self, t: int) -> float:
+        """The value after the `t`-th call, clamped at the target."""
+        raise NotImplementedError
+
+    def _clamp(self, value: float, growing: bool, target_over_value=False) -> float:
+        """`target` once `value` passed it in the direction it moves.
+
+        Chainer compares a ratio of the two with 1 rather than the values,
+        so that a target of either sign works; `target_over_value` picks
+        the ratio's orientation (`PolynomialShift` uses `target / value`).
+        """
+        target = self._target
+        if target is None:
+            return value
+        r = ratio(target, value) if target_over_value else ratio(value, target)
+        passed = r > 1 if growing else r < 1
+        return target if passed else value
+
+    def serialize(self, serializer) -> None:
+        """Saves or loads `_t`, `_last_value` and `init`."""
+        self._t = serializer("_t", self._t)
+        self._last_value = serialize_optional(
+            serializer, "_last_value", self._last_value
+        )
+        init = serialize_optional(serializer, "_init", self._init)
+        if self._init_arg is None:  # an explicit init wins, as in Chainer
+            self._init = init
+
+
 def _describe(optimizer) -> str:
     name = getattr(optimizer, "name", None)
     kind = type(optimizer).__name__

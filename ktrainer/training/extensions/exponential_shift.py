@@ -7,7 +7,7 @@ from typing import Any
 from ktrainer.training.extensions import _optimizer_attr as attr_util
 
 
-class ExponentialShift(attr_util.HyperparameterShift):
+class ExponentialShift(attr_util.TargetedShift):
     """Shifts an optimizer attribute exponentially, e.g. to decay the learning rate.
 
     After its `t`-th call the attribute is `init * rate ** t`, clamped at
@@ -51,44 +51,12 @@ class ExponentialShift(attr_util.HyperparameterShift):
         target: float | None = None,
         optimizer: Any = None,
     ) -> None:
-        super().__init__(attr, optimizer)
         rate = attr_util.check_real(rate, "rate")
         if rate < 0:
             raise ValueError(f"rate must be non-negative. Received: rate={rate!r}")
         self._rate = rate
-        self._init_arg = attr_util.check_real(init, "init", allow_none=True)
-        self._init = self._init_arg
-        self._target = attr_util.check_real(target, "target", allow_none=True)
+        super().__init__(attr, init, target, optimizer)
 
-    def initialize(self, trainer) -> None:
-        """Sets the initial value, or the last one after a resume."""
-        optimizer = self._prepare(trainer)
-        if self._init is None:
-            self._init = attr_util.read_attr(optimizer, self._attr)
-        if self._last_value is not None:  # resumed from a snapshot
-            self._update_value(optimizer, self._last_value)
-        else:
-            self._update_value(optimizer, self._init)
-
-    def __call__(self, trainer) -> None:
-        self._t += 1
-        value = self._init * self._rate**self._t
-        target = self._target
-        if target is not None:
-            # Clamps at `target` for values of either sign, as Chainer does.
-            if self._rate > 1:
-                if attr_util.ratio(value, target) > 1:
-                    value = target
-            elif attr_util.ratio(value, target) < 1:
-                value = target
-        self._update_value(self._get_optimizer(trainer), value)
-
-    def serialize(self, serializer) -> None:
-        """Saves or loads `_t`, `_last_value` and `init`."""
-        self._t = serializer("_t", self._t)
-        self._last_value = attr_util.serialize_optional(
-            serializer, "_last_value", self._last_value
-        )
-        init = attr_util.serialize_optional(serializer, "_init", self._init)
-        if self._init_arg is None:  # an explicit init wins, as in Chainer
-            self._init = init
+    def _value_at(self, t: int) -> float:
+        value = self._init * self._rate**t
+        return self._clamp(value, growing=self._rate > 1)

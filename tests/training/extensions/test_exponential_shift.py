@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from _shift_util import mock_trainer, real_trainer
 from conftest import make_classifier, make_dataset
 
 from ktrainer.iterators import SerialIterator
@@ -15,47 +16,6 @@ from ktrainer.testing import get_trainer_with_mock_updater
 from ktrainer.training import PRIORITY_READER, Trainer
 from ktrainer.training.extensions.exponential_shift import ExponentialShift
 from ktrainer.training.updaters import StandardUpdater
-
-
-def _lr(optimizer) -> float:
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
-def _recorder(values, optimizer=None):
-    def record(trainer):
-        opt = optimizer or trainer.updater.get_optimizer("main")
-        values.append(_lr(opt))
-
-    return record
-
-
-def _real_trainer(extension, stop, out, learning_rate=0.1):
-    """A trainer of a real model; `values` gets the learning rate each update uses."""
-    model = make_classifier(optimizer=keras.optimizers.SGD(learning_rate))
-    updater = StandardUpdater(SerialIterator(make_dataset(), 16), model)
-    trainer = Trainer(updater, (stop, "iteration"), out=out)
-    trainer.extend(extension)
-    values: list[float] = []
-    # Below the shift's priority, and once before training: it sees the
-    # value that the next update uses.
-    trainer.extend(
-        _recorder(values),
-        name="record",
-        priority=PRIORITY_READER - 1,
-        call_before_training=True,
-    )
-    return trainer, values
-
-
-def _mock_trainer(extension, stop, optimizer, interval=1):
-    """A counting trainer; `values` gets the value before each shift call."""
-    trainer = get_trainer_with_mock_updater((stop, "iteration"))
-    trainer.extend(extension, trigger=(interval, "iteration"))
-    values: list[float] = []
-    trainer.extend(
-        _recorder(values, optimizer), name="record", priority=PRIORITY_READER + 1
-    )
-    return trainer, values
 
 
 def _expected(init, rate, target, n):
@@ -93,7 +53,7 @@ def test_chainer_sequence_every_four_iterations(init, rate, target, expect, init
         target=target,
         optimizer=optimizer,
     )
-    trainer, values = _mock_trainer(ext, 12, optimizer, interval=4)
+    trainer, values = mock_trainer(ext, 12, optimizer, interval=4)
     trainer.run()
 
     # Recorded before the shift of the same iteration, as Chainer's test does.
@@ -102,13 +62,13 @@ def test_chainer_sequence_every_four_iterations(init, rate, target, expect, init
 
 def test_learning_rate_of_real_training(tmp_out):
     ext = ExponentialShift("learning_rate", 0.8, target=0.03)
-    trainer, values = _real_trainer(ext, 10, tmp_out, learning_rate=0.1)
+    trainer, values = real_trainer(ext, 10, tmp_out, learning_rate=0.1)
     trainer.run()
     np.testing.assert_allclose(values, _expected(0.1, 0.8, 0.03, 10), rtol=1e-6)
 
 
 def test_lr_is_an_alias_of_learning_rate(tmp_out):
-    trainer, values = _real_trainer(ExponentialShift("lr", 0.5, init=0.2), 3, tmp_out)
+    trainer, values = real_trainer(ExponentialShift("lr", 0.5, init=0.2), 3, tmp_out)
     trainer.run()
     np.testing.assert_allclose(values, [0.2, 0.1, 0.05, 0.025], rtol=1e-6)
 
@@ -116,7 +76,7 @@ def test_lr_is_an_alias_of_learning_rate(tmp_out):
 def test_shifted_learning_rate_reaches_the_updates(tmp_out):
     # With init 0 every update uses a zero learning rate instead of the
     # optimizer's 0.1, so the weights must not move.
-    trainer, _ = _real_trainer(ExponentialShift("learning_rate", 0.5, 0.0), 4, tmp_out)
+    trainer, _ = real_trainer(ExponentialShift("learning_rate", 0.5, 0.0), 4, tmp_out)
     model = trainer.updater.get_model()
     before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
     trainer.run()
@@ -128,12 +88,12 @@ def test_resume_mid_way_continues_the_sequence(tmp_out):
     # init comes from the optimizer, whose learning rate the snapshot then
     # restores to a shifted value: the extension must not take that as init.
     path = os.path.join(tmp_out, "snapshot.npz")
-    first, _ = _real_trainer(ExponentialShift("lr", 0.7, target=0.02), 4, tmp_out)
+    first, _ = real_trainer(ExponentialShift("lr", 0.7, target=0.02), 4, tmp_out)
     first.run()
     save_npz(path, first)
 
     ext = ExponentialShift("lr", 0.7, target=0.02)
-    second, values = _real_trainer(ext, 10, tmp_out)
+    second, values = real_trainer(ext, 10, tmp_out)
     load_npz(path, second)
     assert ext._t == 4
     # As with a Chainer optimizer, whose hyperparameters a snapshot does not
@@ -150,7 +110,7 @@ def test_resume_mid_way_continues_the_sequence(tmp_out):
 def test_resume_with_explicit_init(tmp_out, init, target):
     path = os.path.join(tmp_out, "snapshot.npz")
     optimizer = keras.optimizers.SGD(0.0)
-    first, _ = _mock_trainer(
+    first, _ = mock_trainer(
         ExponentialShift("lr", 0.5, init, target, optimizer), 3, optimizer
     )
     first.run()
@@ -158,7 +118,7 @@ def test_resume_with_explicit_init(tmp_out, init, target):
 
     optimizer = keras.optimizers.SGD(0.0)
     ext = ExponentialShift("lr", 0.5, init, target, optimizer)
-    second, values = _mock_trainer(ext, 6, optimizer)
+    second, values = mock_trainer(ext, 6, optimizer)
     load_npz(path, second)
     second.run()
 

@@ -7,55 +7,11 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import make_classifier, make_dataset
+from _shift_util import mock_trainer, real_trainer
 
-from ktrainer.iterators import SerialIterator
 from ktrainer.serializers import load_npz, save_npz
-from ktrainer.testing import get_trainer_with_mock_updater
-from ktrainer.training import PRIORITY_READER, Trainer
+from ktrainer.training import PRIORITY_READER
 from ktrainer.training.extensions.warmup_shift import WarmupShift
-from ktrainer.training.updaters import StandardUpdater
-
-
-def _lr(optimizer) -> float:
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-
-
-def _recorder(values, optimizer=None):
-    def record(trainer):
-        opt = optimizer or trainer.updater.get_optimizer("main")
-        values.append(_lr(opt))
-
-    return record
-
-
-def _real_trainer(extension, stop, out, learning_rate=0.1):
-    """A trainer of a real model; `values` gets the learning rate each update uses."""
-    model = make_classifier(optimizer=keras.optimizers.SGD(learning_rate))
-    updater = StandardUpdater(SerialIterator(make_dataset(), 16), model)
-    trainer = Trainer(updater, (stop, "iteration"), out=out)
-    trainer.extend(extension)
-    values: list[float] = []
-    # Below the shift's priority, and once before training: it sees the
-    # value that the next update uses.
-    trainer.extend(
-        _recorder(values),
-        name="record",
-        priority=PRIORITY_READER - 1,
-        call_before_training=True,
-    )
-    return trainer, values
-
-
-def _mock_trainer(extension, stop, optimizer, interval=1):
-    """A counting trainer; `values` gets the value before each shift call."""
-    trainer = get_trainer_with_mock_updater((stop, "iteration"))
-    trainer.extend(extension, trigger=(interval, "iteration"))
-    values: list[float] = []
-    trainer.extend(
-        _recorder(values, optimizer), name="record", priority=PRIORITY_READER + 1
-    )
-    return trainer, values
 
 
 def _expected(warmup_start, warmup_iter, init, n):
@@ -87,7 +43,7 @@ CASES = [
 def test_chainer_sequence(init, warmup_start, warmup_iter, expect):
     optimizer = keras.optimizers.SGD(0.0)
     ext = WarmupShift("lr", warmup_start, warmup_iter, init, optimizer)
-    trainer, values = _mock_trainer(ext, warmup_iter + 2, optimizer)
+    trainer, values = mock_trainer(ext, warmup_iter + 2, optimizer)
     trainer.run()
     picked = [values[i] for i in (0, warmup_iter - 1, warmup_iter, warmup_iter + 1)]
     np.testing.assert_allclose(picked, expect, rtol=1e-6, atol=1e-7)
@@ -95,7 +51,7 @@ def test_chainer_sequence(init, warmup_start, warmup_iter, expect):
 
 def test_warmup_start_none_takes_the_optimizer_value():
     optimizer = keras.optimizers.SGD(0.4)
-    trainer, values = _mock_trainer(
+    trainer, values = mock_trainer(
         WarmupShift("lr", None, 2, 0.2, optimizer), 4, optimizer
     )
     trainer.run()
@@ -105,7 +61,7 @@ def test_warmup_start_none_takes_the_optimizer_value():
 def test_later_calls_leave_the_attribute_alone():
     optimizer = keras.optimizers.SGD(0.0)
     ext = WarmupShift("lr", 0.0, 2, 1.0, optimizer)
-    trainer, values = _mock_trainer(ext, 3, optimizer)
+    trainer, values = mock_trainer(ext, 3, optimizer)
     trainer.run()
     optimizer.learning_rate.assign(7.0)
     ext(trainer)
@@ -116,19 +72,19 @@ def test_later_calls_leave_the_attribute_alone():
 def test_learning_rate_of_real_training(tmp_out):
     # init=None warms up to the learning rate the optimizer was created with.
     ext = WarmupShift("learning_rate", 0.01, 6)
-    trainer, values = _real_trainer(ext, 10, tmp_out, learning_rate=0.1)
+    trainer, values = real_trainer(ext, 10, tmp_out, learning_rate=0.1)
     trainer.run()
     np.testing.assert_allclose(values, _expected(0.01, 6, 0.1, 10), rtol=1e-6)
 
 
 def test_resume_mid_way_continues_the_sequence(tmp_out):
     path = os.path.join(tmp_out, "snapshot.npz")
-    first, _ = _real_trainer(WarmupShift("lr", 0.01, 6), 3, tmp_out)
+    first, _ = real_trainer(WarmupShift("lr", 0.01, 6), 3, tmp_out)
     first.run()
     save_npz(path, first)
 
     ext = WarmupShift("lr", 0.01, 6)
-    second, values = _real_trainer(ext, 10, tmp_out)
+    second, values = real_trainer(ext, 10, tmp_out)
     load_npz(path, second)
     assert ext._t == 3
     # A snapshot of a Chainer optimizer does not keep its hyperparameters:
@@ -142,7 +98,7 @@ def test_resume_mid_way_continues_the_sequence(tmp_out):
 def test_schedule_learning_rate_is_rejected_at_initialize():
     schedule = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)
     optimizer = keras.optimizers.SGD(schedule, name="sgd_sched")
-    trainer, _ = _mock_trainer(WarmupShift("lr", 0.0, 5, 0.1, optimizer), 2, optimizer)
+    trainer, _ = mock_trainer(WarmupShift("lr", 0.0, 5, 0.1, optimizer), 2, optimizer)
     with pytest.raises(TypeError, match=r"'learning_rate'.*'sgd_sched'.*float"):
         trainer.run()
 
