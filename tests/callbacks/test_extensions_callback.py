@@ -167,3 +167,71 @@ def test_duplicate_names_get_suffixes():
     assert isinstance(callback.get_extension("LogReport_1"), extensions.LogReport)
     with pytest.raises(ValueError, match="no extension named 'nope'"):
         callback.get_extension("nope")
+
+
+def test_extensions_run_by_priority_then_registration(tmp_out):
+    calls = []
+    callback = ExtensionsCallback(out=tmp_out)
+    callback.extend(lambda t: calls.append("reader"), name="reader", priority=100)
+    callback.extend(lambda t: calls.append("writer"), name="writer", priority=300)
+    callback.extend(lambda t: calls.append("reader2"), name="reader2", priority=100)
+    _fit(callback, epochs=1)
+
+    assert calls == ["writer", "reader", "reader2"] * 4
+
+
+def test_an_extension_stops_fit_with_stop_training(tmp_out):
+    def stop_at_iteration_5(trainer):
+        if trainer.updater.iteration == 5:
+            trainer.updater.get_model().stop_training = True
+
+    callback = ExtensionsCallback(
+        [extensions.LogReport(trigger=(1, "iteration")), stop_at_iteration_5],
+        out=tmp_out,
+    )
+    _, history = _fit(callback, epochs=5)
+
+    log = callback.get_extension("LogReport").log
+    assert log[-1]["iteration"] == 5
+    assert len(history.epoch) == 2
+
+
+def test_progress_bar_reports_fit_progress(tmp_out):
+    import io
+
+    out = io.StringIO()
+    callback = ExtensionsCallback(
+        [
+            extensions.ProgressBar(
+                training_length=(3, "epoch"), update_interval=4, out=out
+            )
+        ],
+        out=tmp_out,
+    )
+    _fit(callback, epochs=3)
+
+    lines = out.getvalue().splitlines()
+    assert [line.split(" iter,")[0].strip() for line in lines] == ["4", "8", "12"]
+    assert "total 100.00%" in lines[-1]
+    assert "\033" not in out.getvalue()  # a StringIO is not a terminal
+
+
+def test_snapshot_holds_model_optimizer_and_counters(tmp_out):
+    import h5py
+
+    callback = ExtensionsCallback(out=tmp_out)
+    callback.extend(extensions.snapshot(), trigger=(1, "epoch"))
+    model, _ = _fit(callback, epochs=2)
+
+    assert sorted(os.listdir(tmp_out)) == ["snapshot_iter_4", "snapshot_iter_8"]
+    with h5py.File(os.path.join(tmp_out, "snapshot_iter_8"), "r") as f:
+        assert int(f["updater/iteration"][()]) == 8
+        assert int(f["updater/epoch"][()]) == 2
+        kernel = model.layers[0].kernel
+        np.testing.assert_array_equal(
+            f["updater/model:main"][kernel.path][()],
+            keras.ops.convert_to_numpy(kernel),
+        )
+        optimizer_group = f["updater/optimizer:main"]
+        counter = model.optimizer.iterations.path.split("/")[-1]
+        assert int(optimizer_group[counter][()]) == 8
