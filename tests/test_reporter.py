@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import make_classifier
 
+from ktrainer import _backend, serializers
 from ktrainer import reporter as reporter_module
-from ktrainer import serializers
 from ktrainer.reporter import (
     DictSummary,
     Reporter,
@@ -28,16 +28,21 @@ def _tensor(x, dtype="float32"):
 
 
 class _CountingConvert:
-    """Wraps `keras.ops.convert_to_numpy` to count device-to-host copies."""
+    """Counts device-to-host reads: `keras.ops.convert_to_numpy` and the
+    backend seam's `host_view`, the two ways a value reaches the host."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        self._convert = keras.ops.convert_to_numpy
-        monkeypatch.setattr(keras.ops, "convert_to_numpy", self)
+        convert, view = keras.ops.convert_to_numpy, _backend.host_view
+        monkeypatch.setattr(keras.ops, "convert_to_numpy", self._counting(convert))
+        monkeypatch.setattr(_backend, "host_view", self._counting(view))
 
-    def __call__(self, x):
-        self.calls += 1
-        return self._convert(x)
+    def _counting(self, fn):
+        def wrapper(x):
+            self.calls += 1
+            return fn(x)
+
+        return wrapper
 
 
 # --- Reporter ---------------------------------------------------------------
@@ -584,3 +589,12 @@ def test_module_exports():
         "report",
         "report_scope",
     ]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "int32"])
+def test_summary_folds_tensors_of_any_numeric_dtype(dtype):
+    summary = Summary()
+    for value in (1.5, 2.5, 4.0):
+        summary.add(keras.ops.convert_to_tensor(np.float32(value), dtype=dtype))
+    expected = np.asarray([1.5, 2.5, 4.0]).astype(dtype).astype("float64").mean()
+    assert summary.compute_mean() == pytest.approx(float(expected))

@@ -17,7 +17,11 @@ def serialize_rng_state(serializer) -> None:
 def host_view(tensor):
     # `numpy()` always copies; numpy's view of an eager tensor on the host
     # does not. A variable is read into a tensor first (no copy either).
-    return numpy.asarray(tf.convert_to_tensor(tensor))
+    tensor = tf.convert_to_tensor(tensor)
+    try:
+        return numpy.asarray(tensor)
+    except ValueError:  # a scalar of an ml_dtypes type (bfloat16): copy it
+        return numpy.asarray(tensor.numpy())
 
 
 def device_scope(name):
