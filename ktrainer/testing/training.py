@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ktrainer.training.trainer import Trainer
 from ktrainer.training.updater import Updater
 
@@ -36,6 +38,12 @@ class _MockUpdater(Updater):
         self.epoch_detail = iteration / ipe
         self.is_new_epoch = (iteration - 1) // ipe != self.epoch
         self.previous_epoch_detail = (iteration - 1) / ipe
+
+    def epoch_progress(self) -> tuple[float, int]:
+        """`epoch_detail` per iteration and updates until the epoch ends."""
+        ipe = self.iter_per_epoch
+        to_end = math.ceil((self.epoch + 1) * ipe - self.iteration)
+        return 1 / ipe, max(1, to_end)
 
     def get_all_models(self) -> dict:
         return {}

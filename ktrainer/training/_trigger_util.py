@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,30 @@ a `(period, unit)` pair, or `None` (never fire)."""
 
 def _never_fire_trigger(trainer: Any) -> bool:
     return False
+
+
+_never_fire_trigger.iterations_until_fire = lambda trainer: math.inf
+
+
+def iterations_until_fire(trigger: Any, trainer: Any) -> int | float | None:
+    """How many more updates may run before `trigger` can next fire.
+
+    Returns `n >= 1` such that `trigger` would not fire when called after
+    any of the next `n - 1` updates (it may fire after the `n`-th),
+    `math.inf` if it never fires again, or `None` if it cannot tell (a
+    plain function, a `TimeTrigger`). A trainer that fuses iterations
+    (`max_fused_steps`) runs at most `n` of them before calling the
+    trigger again. A trigger takes part by defining a method
+    `iterations_until_fire(trainer)` with this meaning; by doing so it
+    promises that skipping its calls on those iterations changes nothing.
+    """
+    method = getattr(trigger, "iterations_until_fire", None)
+    if method is None:
+        return None
+    bound = method(trainer)
+    if bound is None:
+        return None
+    return max(1, bound)
 
 
 def get_trigger(trigger: TriggerLike) -> Callable[[Any], bool]:

@@ -7,7 +7,11 @@ import operator
 import warnings
 from typing import Any
 
-from ktrainer.training._trigger_util import TriggerLike, get_trigger
+from ktrainer.training._trigger_util import (
+    TriggerLike,
+    get_trigger,
+    iterations_until_fire,
+)
 from ktrainer.training.triggers._util import MeanAccumulator
 
 _MODES = ("auto", "min", "max")
@@ -87,8 +91,7 @@ class EarlyStoppingTrigger:
     def __call__(self, trainer: Any) -> bool:
         """Returns whether the training loop should stop now."""
         observation = trainer.observation
-        if self.monitor in observation:
-            self._summary.add(observation[self.monitor])
+        self._summary.add_observed(trainer, self.monitor)
 
         if self._max_trigger(trainer):
             return True
@@ -119,6 +122,14 @@ class EarlyStoppingTrigger:
 
     def _stop_condition(self) -> bool:
         return self.count >= self.patience
+
+    def iterations_until_fire(self, trainer: Any) -> int | float | None:
+        """The sooner of the check trigger's and the max trigger's bounds."""
+        bounds = [
+            iterations_until_fire(self._max_trigger, trainer),
+            iterations_until_fire(self._interval_trigger, trainer),
+        ]
+        return None if None in bounds else min(bounds)
 
     def get_training_length(self) -> tuple[float, str]:
         """Returns the longest training, as `max_trigger` gives it."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
-from ktrainer.training.triggers._util import check_positive_number, check_unit
+from ktrainer.training.triggers._util import (
+    check_positive_number,
+    check_unit,
+    epoch_units_until,
+)
 
 
 class IntervalTrigger:
@@ -68,6 +73,30 @@ class IntervalTrigger:
         if hasattr(updater, "epoch_detail"):
             self._previous_epoch_detail = updater.epoch_detail
         return fire
+
+    def iterations_until_fire(self, trainer: Any) -> int | None:
+        """The updates that may run before this trigger can next fire.
+
+        A fused run (`Trainer(max_fused_steps=...)`) runs that many
+        iterations before calling the trigger again; since the trigger
+        remembers its previous call, skipping calls in between is exact.
+        `None` when the epoch geometry is unknown.
+        """
+        updater = trainer.updater
+        if self.unit == "epoch":
+            current = updater.epoch_detail
+            previous = self._previous_epoch_detail
+            if previous < 0 or previous // self.period != current // self.period:
+                return 1
+            target = (current // self.period + 1) * self.period
+            return epoch_units_until(updater, target)
+        current = updater.iteration
+        previous = self._previous_iteration
+        if previous < 0 or previous // self.period != current // self.period:
+            return 1
+        target = (current // self.period + 1) * self.period
+        # A fractional period fires on the first whole iteration past it.
+        return max(1, math.ceil(target) - current)
 
     def serialize(self, serializer) -> None:
         """Saves or loads where the previous call was."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
-from ktrainer.training.triggers._util import check_unit, is_number
+from ktrainer.training.triggers._util import (
+    check_unit,
+    epoch_units_until,
+    is_number,
+)
 
 
 def _check_points(points: Any) -> list:
@@ -85,6 +90,30 @@ class ManualScheduleTrigger:
         if hasattr(updater, "epoch_detail"):
             self._previous_epoch_detail = updater.epoch_detail
         return fire
+
+    def iterations_until_fire(self, trainer: Any) -> int | float | None:
+        """The updates that may run before this trigger can next fire.
+
+        `math.inf` once every point has passed; `None` when the epoch
+        geometry is unknown. See `IntervalTrigger.iterations_until_fire`.
+        """
+        updater = trainer.updater
+        if self.unit == "epoch":
+            current = updater.epoch_detail
+            previous = self._previous_epoch_detail
+        else:
+            current = updater.iteration
+            previous = self._previous_iteration
+        if previous < 0 or self._finished_is_tmp:
+            return 1
+        if any(previous < point <= current for point in self.points):
+            return 1
+        ahead = [point for point in self.points if point > current]
+        if not ahead:
+            return math.inf
+        if self.unit == "epoch":
+            return epoch_units_until(updater, min(ahead))
+        return max(1, math.ceil(min(ahead)) - current)
 
     def serialize(self, serializer) -> None:
         """Saves or loads where the previous call was and `finished`."""

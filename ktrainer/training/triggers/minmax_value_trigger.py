@@ -6,7 +6,11 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from ktrainer.training._trigger_util import TriggerLike, get_trigger
+from ktrainer.training._trigger_util import (
+    TriggerLike,
+    get_trigger,
+    iterations_until_fire,
+)
 from ktrainer.training.triggers._util import MeanAccumulator
 
 
@@ -60,8 +64,7 @@ class BestValueTrigger:
     def __call__(self, trainer: Any) -> bool:
         """Returns whether this check found a new best value."""
         observation = trainer.observation
-        if self._key in observation:
-            self._summary.add(observation[self._key])
+        self._summary.add_observed(trainer, self._key)
         if not self._interval_trigger(trainer):
             return False
 
@@ -77,6 +80,14 @@ class BestValueTrigger:
             self._best_value = value
             return True
         return False
+
+    def iterations_until_fire(self, trainer: Any) -> int | float | None:
+        """As the inner check trigger's: it can fire only at a check.
+
+        Skipped calls lose no value: after a fused update the values of
+        every iteration are read from `trainer.fused_observation`.
+        """
+        return iterations_until_fire(self._interval_trigger, trainer)
 
     def serialize(self, serializer) -> None:
         """Saves or loads the inner trigger, the running sum and the best."""

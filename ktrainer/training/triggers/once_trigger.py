@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -36,6 +37,10 @@ class OnceTrigger:
         self._flag_first = False
         self._flag_resumed = False
         return fire
+
+    def iterations_until_fire(self, trainer: Any) -> int | float:
+        """1 until it has fired, then `math.inf` (it never fires again)."""
+        return math.inf if self.finished else 1
 
     def serialize(self, serializer) -> None:
         """Saves or loads whether the first call has happened."""
