@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ktrainer._backend import distribute
 from ktrainer.dataset._example_batch import ExampleBatch
 
 DeviceSpec = int | str | None
@@ -28,11 +29,18 @@ _CHAINER_NAMES = {"@numpy": "cpu:0", "@cupy": "gpu:0"}
 _CUPY_NAME = re.compile(r"@cupy:(\d+)")
 
 
-def parse_device(device: DeviceSpec) -> str | None:
+def parse_device(device: DeviceSpec, *, check: bool = True) -> str | None:
     """Resolves a Chainer-style device spec to a Keras device name.
+
+    The updater and `Evaluator` resolve their `device` with it when they
+    are built, so a device this machine lacks is an error then, the same
+    under every backend (TensorFlow would otherwise place on the CPU
+    silently, JAX and torch fail only at the first batch).
 
     Args:
         device: see `DeviceSpec`: `None`, an int, or a device name.
+        check: whether to raise when the device does not exist here.
+            Defaults to `True`.
 
     Returns:
         A Keras device name such as `'cpu:0'` or `'gpu:1'` for
@@ -40,8 +48,16 @@ def parse_device(device: DeviceSpec) -> str | None:
 
     Raises:
         TypeError: if `device` is neither `None`, an int nor a string.
-        ValueError: if the string names no known device.
+        ValueError: if the string names no known device, or (with
+            `check`) a device this process cannot use.
     """
+    name = _device_name(device)
+    if check and name is not None:
+        _check_exists(name, device)
+    return name
+
+
+def _device_name(device: DeviceSpec) -> str | None:
     if device is None:
         return None
     if isinstance(device, numbers.Integral) and not isinstance(device, bool):
@@ -280,6 +296,26 @@ def _send(name: str, device: DeviceSpec, x: Any) -> Any:
     except Exception:
         _check_available(name, device)
         raise
+
+
+_EXISTING: set[str] = set()
+
+
+def _check_exists(name: str, device: DeviceSpec) -> None:
+    # Devices do not appear while a process runs, so a found one is
+    # remembered: converters resolve the device for every batch.
+    if name in _EXISTING:
+        return
+    kind, index = name.split(":")
+    if not distribute.device_exists(kind, int(index)):
+        seen = distribute.device_names(kind)
+        sees = ", ".join(repr(n) for n in seen) if seen else f"no {kind} device"
+        raise ValueError(
+            "device must name a device this process can use; the "
+            f"{keras.config.backend()} backend sees {sees}. "
+            f"Received: device={device!r}"
+        )
+    _EXISTING.add(name)
 
 
 def _check_available(name: str, device: DeviceSpec) -> None:

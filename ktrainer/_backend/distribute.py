@@ -1,0 +1,60 @@
+"""The distribution seam: devices, processes and data-parallel steps.
+
+Kept apart from the single-device seam (`ktrainer._backend`) so the two
+can change independently; like it, the module matching
+`keras.config.backend()` is chosen once and its names are re-exported.
+
+- `device_exists(kind, index)`: whether this process can place
+  computation on Keras device `'<kind>:<index>'` (`kind` is `'cpu'`,
+  `'gpu'` or `'tpu'`). Answered the same way on every backend, so a
+  missing device is an error before training instead of a silent CPU
+  run (TensorFlow's soft placement) or a failure at the first batch.
+- `device_names(kind)`: the device names of that kind this process sees,
+  for error messages.
+- `process_rank()`, `process_count()`, `is_chief_process()`: this
+  process's place among the processes of the engine's own distributed
+  setup (TensorFlow's `TF_CONFIG`, `jax.process_index()`, an initialized
+  `torch.distributed` group); `0`, `1`, `True` without one.
+"""
+
+from __future__ import annotations
+
+import keras
+
+BACKEND = keras.config.backend()
+
+if BACKEND == "jax":
+    from ktrainer._backend.jax_distribute import (
+        device_exists,
+        device_names,
+        is_chief_process,
+        process_count,
+        process_rank,
+    )
+elif BACKEND == "tensorflow":
+    from ktrainer._backend.tensorflow_distribute import (
+        device_exists,
+        device_names,
+        is_chief_process,
+        process_count,
+        process_rank,
+    )
+elif BACKEND == "torch":
+    from ktrainer._backend.torch_distribute import (
+        device_exists,
+        device_names,
+        is_chief_process,
+        process_count,
+        process_rank,
+    )
+else:  # ktrainer._backend already refuses other backends
+    raise ImportError(f"unsupported Keras backend {BACKEND!r}")
+
+__all__ = [
+    "BACKEND",
+    "device_exists",
+    "device_names",
+    "is_chief_process",
+    "process_count",
+    "process_rank",
+]
