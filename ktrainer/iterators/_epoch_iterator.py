@@ -10,7 +10,11 @@ import numpy as np
 from ktrainer.dataset._example_batch import make_gather
 from ktrainer.dataset.iterator import Iterator
 from ktrainer.iterators._order_samplers import ShuffleOrderSampler
-from ktrainer.iterators._statemachine import IteratorState, OrderSamplerLike
+from ktrainer.iterators._statemachine import (
+    IteratorState,
+    OrderSamplerLike,
+    check_order,
+)
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -88,13 +92,10 @@ class EpochIterator(Iterator):
         """Restarts from the first batch of epoch 0 (with a new order)."""
         order = None
         if self.order_sampler is not None:
-            order = self.order_sampler(np.arange(len(self.dataset)), 0)
-            if len(order) != len(self.dataset):
-                raise ValueError(
-                    "order_sampler must return an order as long as the dataset "
-                    f"({len(self.dataset)}). Received: an order of length "
-                    f"{len(order)}"
-                )
+            # The order may be longer or shorter than the dataset (over- or
+            # under-sampling): as in Chainer, an epoch is one pass over it.
+            order = np.asarray(self.order_sampler(np.arange(len(self.dataset)), 0))
+            check_order(order, len(self.dataset), self._repeat)
         self._state = IteratorState(0, 0, False, order)
         # -1 stands for None: not every serializer can store None.
         self._previous_epoch_detail = -1.0

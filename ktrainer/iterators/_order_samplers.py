@@ -16,8 +16,13 @@ class OrderSampler:
 
     An iterator calls its sampler with the current order (a 1-D array of
     dataset indices) and its current position when an epoch ends, and
-    visits the examples of the next epoch in the returned order, which
-    must have the same length. A sampler with state implements
+    visits the examples of the next epoch in the returned order. The
+    first order (drawn from `arange(len(dataset))` at position 0) may be
+    longer or shorter than the dataset, repeat indices or leave some out
+    (over- or under-sampling, class balancing): as in Chainer, an epoch
+    is one pass over the order, so `epoch_detail`, `is_new_epoch` and the
+    end of a `repeat=False` pass follow its length. Later orders must keep
+    that length. A sampler with state implements
     `serialize`, so that resuming from a snapshot continues the same
     sequence of orders.
     """

@@ -28,15 +28,42 @@ def _span(order: np.ndarray | None, start: int, stop: int) -> np.ndarray:
     return order[start:stop]
 
 
+def check_order(order: np.ndarray, dataset_len: int, repeat: bool) -> None:
+    """Raises if `order` cannot be an epoch's order over `dataset_len` examples."""
+    if order.ndim != 1 or (order.size and order.dtype.kind not in "iu"):
+        raise TypeError(
+            "order_sampler must return a 1-D array of integer indices. "
+            f"Received: an array of shape {order.shape} and dtype {order.dtype}"
+        )
+    if repeat and order.size == 0:
+        raise ValueError(
+            "order_sampler must return a non-empty order when repeat=True, or "
+            "the epoch never ends. Received: an order of length 0"
+        )
+    if order.size and (order.min() < 0 or order.max() >= dataset_len):
+        raise ValueError(
+            f"order_sampler must return indices in [0, {dataset_len}) for a "
+            f"dataset of length {dataset_len}. Received: indices from "
+            f"{order.min()} to {order.max()}"
+        )
+
+
 def _next_order(
-    order_sampler: OrderSamplerLike, order: np.ndarray, position: int
+    order_sampler: OrderSamplerLike,
+    order: np.ndarray,
+    position: int,
+    dataset_len: int,
 ) -> np.ndarray:
-    new_order = order_sampler(order, position)
+    new_order = np.asarray(order_sampler(order, position))
+    # As in Chainer, the first order sets the epoch's length (it may differ
+    # from the dataset's); later epochs keep it, so `epoch_detail` and a
+    # resumed order keep their meaning.
     if len(new_order) != len(order):
         raise ValueError(
             "order_sampler must return an order as long as the previous one "
             f"({len(order)}). Received: an order of length {len(new_order)}"
         )
+    check_order(new_order, dataset_len, repeat=False)
     return new_order
 
 
@@ -66,7 +93,7 @@ def advance(
     while end >= size:
         pieces.append(_span(order, position, size))
         if order is not None:
-            order = _next_order(order_sampler, order, position)
+            order = _next_order(order_sampler, order, position, dataset_len)
         position = 0
         epoch += 1
         is_new_epoch = True

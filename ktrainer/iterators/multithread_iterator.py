@@ -41,7 +41,8 @@ class MultithreadIterator(EpochIterator):
         n_threads: the number of loading threads. Defaults to `1`.
         order_sampler: a callable `(current_order, current_position) ->
             order` that draws each epoch's order; only with `shuffle=None`.
-            Defaults to `None`.
+            The order may be longer or shorter than the dataset: an epoch
+            is one pass over it (see `OrderSampler`). Defaults to `None`.
     """
 
     def __init__(

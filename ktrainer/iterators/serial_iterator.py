@@ -36,7 +36,9 @@ class SerialIterator(EpochIterator):
         order_sampler: a callable `(current_order, current_position) ->
             order` that draws each epoch's order, such as
             `ShuffleOrderSampler(numpy.random.RandomState(seed))`; only
-            with `shuffle=None`. Defaults to `None`.
+            with `shuffle=None`. The order may be longer or shorter than
+            the dataset: an epoch is one pass over it (see
+            `OrderSampler`). Defaults to `None`.
 
     Example:
 

@@ -91,3 +91,35 @@ def test_load_of_a_mismatched_dataset_changes_nothing(tmp_path):
     with pytest.raises(ValueError, match="order"):
         load_hdf5(path, target)
     assert [next(target) for _ in range(5)] == expected
+
+
+class _Oversampler:
+    """Draws each epoch twice as many examples as the dataset holds."""
+
+    def __init__(self, seed: int) -> None:
+        self._shuffle = ShuffleOrderSampler(np.random.RandomState(seed))
+
+    def __call__(self, order, position):
+        n = len(_dataset())
+        return np.concatenate([self._shuffle(np.arange(n), 0) for _ in range(2)])
+
+    def serialize(self, serializer) -> None:
+        self._shuffle.serialize(serializer)
+
+
+@pytest.mark.parametrize(
+    "cls", [SerialIterator, MultithreadIterator], ids=["serial", "multithread"]
+)
+def test_hdf5_snapshot_of_an_oversampled_epoch_resumes(cls, tmp_path):
+    with cls(_dataset(), 3, order_sampler=_Oversampler(0)) as reference:
+        expected = [_labels(next(reference)) for _ in range(12)]
+
+    with cls(_dataset(), 3, order_sampler=_Oversampler(0)) as source:
+        for _ in range(6):  # 18 of the 14-long epoch 0, then 4 of epoch 1
+            next(source)
+        assert source.epoch == 1
+        assert source.epoch_detail == pytest.approx(1 + 4 / 14)
+        with cls(_dataset(), 3, order_sampler=_Oversampler(9)) as fresh:
+            _hdf5(source, fresh, tmp_path)
+            assert fresh.epoch_detail == pytest.approx(1 + 4 / 14)
+            assert [_labels(next(fresh)) for _ in range(6)] == expected[6:]

@@ -357,13 +357,128 @@ def test_empty_dataset_one_pass_gives_one_empty_batch(make_iterator):
         next(iterator)
 
 
-def test_order_sampler_changing_the_length_is_rejected(make_iterator):
-    with pytest.raises(ValueError, match="order_sampler"):
-        make_iterator(_dataset(4), 3, order_sampler=lambda order, pos: order[:-1])
+class _FixedOrder:
+    """An order sampler that returns the same order every epoch."""
 
-    def shrink_later(order, position):
-        return order if position == 0 else order[:-1]
+    def __init__(self, order) -> None:
+        self.order = np.asarray(order)
+        self.calls = 0
 
-    iterator = make_iterator(_dataset(4), 3, order_sampler=shrink_later)
-    with pytest.raises(ValueError, match="order_sampler"):
-        list(itertools.islice(iterator, 2))
+    def __call__(self, current_order, current_position):
+        self.calls += 1
+        return self.order.copy()
+
+
+# An over-sampling order (6 draws from 4 examples) and an under-sampling one.
+OVERSAMPLED = [0, 0, 1, 1, 2, 3]
+UNDERSAMPLED = [4, 1]
+
+
+def test_order_longer_than_the_dataset_sets_the_epoch_length(make_iterator):
+    iterator = make_iterator(_dataset(4), 4, order_sampler=_FixedOrder(OVERSAMPLED))
+    assert _labels(next(iterator)) == [0, 0, 1, 1]
+    assert (iterator.epoch, iterator.is_new_epoch) == (0, False)
+    assert iterator.epoch_detail == pytest.approx(4 / 6)
+    assert _labels(next(iterator)) == [2, 3, 0, 0]
+    assert (iterator.epoch, iterator.is_new_epoch) == (1, True)
+    assert iterator.epoch_detail == pytest.approx(1 + 2 / 6)
+    assert iterator.previous_epoch_detail == pytest.approx(4 / 6)
+    assert _labels(next(iterator)) == [1, 1, 2, 3]
+    assert (iterator.epoch, iterator.is_new_epoch) == (2, True)
+    assert iterator.epoch_detail == 2.0
+
+
+@pytest.mark.parametrize(
+    ("order", "batch_size", "expected"),
+    [
+        (OVERSAMPLED, 4, [[0, 0, 1, 1], [2, 3]]),
+        (UNDERSAMPLED, 3, [[4, 1]]),
+        (UNDERSAMPLED, 1, [[4], [1]]),
+    ],
+    ids=["oversampled", "undersampled", "undersampled-batch-1"],
+)
+def test_one_pass_follows_the_order_not_the_dataset(
+    make_iterator, order, batch_size, expected
+):
+    iterator = make_iterator(
+        _dataset(5), batch_size, repeat=False, order_sampler=_FixedOrder(order)
+    )
+    batches = []
+    details = []
+    for batch in iterator:
+        batches.append(_labels(batch))
+        details.append(iterator.epoch_detail)
+    assert batches == expected
+    assert details[-1] == 1.0
+    assert details == sorted(details)
+    assert (iterator.epoch, iterator.is_new_epoch) == (1, True)
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3, 4], ids=lambda s: f"stop{s}")
+def test_resume_with_an_order_longer_than_the_dataset(make_iterator, stop):
+    def make():
+        sampler = ShuffleOrderSampler(np.random.RandomState(7))
+
+        def oversample(order, position):
+            # Two shuffled passes over the dataset per epoch.
+            n = 4
+            return np.concatenate([sampler(np.arange(n), 0), sampler(np.arange(n), 0)])
+
+        oversample.serialize = sampler.serialize
+        return make_iterator(_dataset(4), 3, order_sampler=oversample)
+
+    expected = _run(make(), stop + 6)
+    interrupted = make()
+    assert _run(interrupted, stop) == expected[:stop]
+    saved = MemorySerializer()
+    interrupted.serialize(saved)
+    assert saved.target["order"].shape == (8,)
+
+    fresh = make()
+    next(fresh)
+    fresh.serialize(CheckingDeserializer(saved.target))
+    fresh.serialize(MemoryDeserializer(saved.target))
+    assert _snapshot_state(fresh) == expected[stop - 1][1]
+    assert _run(fresh, 6) == expected[stop:]
+
+
+# (sampler, error type, words the message must contain)
+BAD_ORDERS = [
+    (lambda order, pos: order if pos == 0 else order[:-1], ValueError, "previous"),
+    (lambda order, pos: order[:0], ValueError, "non-empty"),
+    (lambda order, pos: np.array([0, 4]), ValueError, r"\[0, 4\)"),
+    (lambda order, pos: np.array([-1, 0]), ValueError, r"\[0, 4\)"),
+    (lambda order, pos: order.astype("float32"), TypeError, "integer"),
+    (lambda order, pos: np.zeros((2, 2), "int64"), TypeError, "1-D"),
+]
+
+
+@pytest.mark.parametrize(
+    ("sampler", "error", "words"),
+    BAD_ORDERS,
+    ids=[
+        "length-changes-later",
+        "empty-with-repeat",
+        "index-past-the-end",
+        "negative-index",
+        "float-indices",
+        "two-dimensional",
+    ],
+)
+def test_bad_orders_are_rejected(make_iterator, sampler, error, words):
+    def build_and_run():
+        iterator = make_iterator(_dataset(4), 3, order_sampler=sampler)
+        list(itertools.islice(iterator, 3))
+
+    with pytest.raises(error, match=f"order_sampler.*{words}") as info:
+        build_and_run()
+    assert "Received" in str(info.value)
+
+
+def test_empty_order_without_repeat_gives_one_empty_batch(make_iterator):
+    iterator = make_iterator(
+        _dataset(4), 3, repeat=False, order_sampler=lambda order, pos: order[:0]
+    )
+    assert list(next(iterator)) == []
+    with pytest.raises(StopIteration):
+        next(iterator)

@@ -92,3 +92,24 @@ def test_batch_trains_a_keras_model():
     assert keras.ops.is_tensor(bx)
     logs = model.train_on_batch(bx, by, return_dict=True)
     assert np.isfinite(logs["loss"])
+
+
+def test_trainer_epochs_follow_an_order_longer_than_the_dataset(tmp_out):
+    from ktrainer import StandardUpdater, Trainer
+    from ktrainer.training import extensions
+
+    x = np.random.default_rng(0).normal(size=(10, 8)).astype("float32")
+    y = np.arange(10, dtype="int32") % 3
+
+    def oversample(order, position):  # every example once, the first 5 twice
+        return np.concatenate([np.arange(10), np.arange(5)])
+
+    iterator = SerialIterator(TupleDataset(x, y), 5, order_sampler=oversample)
+    updater = StandardUpdater(iterator, make_classifier(n_in=8))
+    trainer = Trainer(updater, (2, "epoch"), out=tmp_out)
+    trainer.extend(extensions.LogReport(filename=None))
+    trainer.run()
+    # 15 examples per epoch in batches of 5: 3 iterations per epoch.
+    assert updater.iteration == 6
+    log = trainer.get_extension("LogReport").log
+    assert [(e["epoch"], e["iteration"]) for e in log] == [(1, 3), (2, 6)]
