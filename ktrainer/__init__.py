@@ -8,6 +8,7 @@ are plain HDF5 files that resume training exactly, under any backend.
 from ktrainer import (
     callbacks,
     dataset,
+    distributed,
     iterators,
     reporter,
     serializers,
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "callbacks",
     "dataset",
+    "distributed",
     "get_current_reporter",
     "iterators",
     "report",

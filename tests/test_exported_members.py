@@ -84,6 +84,7 @@ CONTRACT = {
     ],
     "ktrainer.testing": ["get_trainer_with_mock_updater"],
     "ktrainer.callbacks": ["KerasCallbackExtension", "ExtensionsCallback"],
+    "ktrainer.distributed": ["rank", "world_size", "is_chief", "scatter_dataset"],
 }
 
 
