@@ -6,21 +6,30 @@ Runs out of the box on scikit-learn's bundled 8x8 digits; pass
 Works under whichever `KERAS_BACKEND` is set.
 
     KERAS_BACKEND=jax python examples/mnist/train_mnist.py --epoch 10
-    KERAS_BACKEND=torch python examples/mnist/train_mnist.py --autoload
+    KERAS_BACKEND=jax python examples/mnist/train_mnist.py --epoch 20 --autoload
+    KERAS_BACKEND=torch python examples/mnist/train_mnist.py \
+        --resume result/snapshot_iter_235 --epoch 20
+
+It prints a table per epoch and writes `log`, `loss.png`,
+`accuracy.png` and `snapshot_iter_<iteration>` files to `--out`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 import keras
 import numpy as np
 
 import ktrainer
-from ktrainer import serializers
+from ktrainer import serializers, training
 from ktrainer.dataset import TupleDataset
 from ktrainer.iterators import SerialIterator
 from ktrainer.training import extensions
+
+logger = logging.getLogger("train_mnist")
 
 
 def load_data(path: str | None):
@@ -66,15 +75,87 @@ def build_model(n_in: int, n_units: int, n_out: int, lr: float) -> keras.Model:
     return model
 
 
+def parse_device_arg(value: str):
+    """Lets `--device 0` and `--device -1` mean the ints Chainer used."""
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+class _StderrHandler(logging.Handler):
+    """Writes records to whatever `sys.stderr` is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def setup_logging() -> None:
+    """Shows this script's and ktrainer's INFO messages (which snapshot loaded).
+
+    The handler sits on the two loggers themselves: tensorflow's absl
+    takes over the root logger and would drop INFO records.
+    """
+    for name in ("train_mnist", "ktrainer"):
+        named = logging.getLogger(name)
+        named.setLevel(logging.INFO)
+        named.propagate = False
+        if not any(isinstance(h, _StderrHandler) for h in named.handlers):
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            named.addHandler(handler)
+
+
+def log_autoload(snapshot_extension):
+    """Returns an extension that says where `--autoload` started from.
+
+    Its `initialize` runs after the snapshot extension's (a lower
+    priority initializes later), once the newest snapshot has been loaded
+    or none was found; its trigger never fires.
+    """
+
+    def report_autoload(trainer) -> None:
+        loaded_from = snapshot_extension.loaded_from
+        if loaded_from is None:
+            logger.info("autoload: no snapshot in %s, starting fresh", trainer.out)
+        else:
+            logger.info(
+                "autoload: resumed from %s at iteration %d (epoch %d)",
+                loaded_from,
+                trainer.updater.iteration,
+                trainer.updater.epoch,
+            )
+
+    @training.make_extension(
+        trigger=lambda trainer: False,
+        priority=snapshot_extension.priority - 1,
+        initializer=report_autoload,
+        needs_model_state=False,
+    )
+    def autoload_message(trainer) -> None:
+        pass
+
+    return autoload_message
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batchsize", "-b", type=int, default=64)
     parser.add_argument("--epoch", "-e", type=int, default=10)
     parser.add_argument(
+        "--frequency",
+        "-f",
+        type=int,
+        default=1,
+        help="take a snapshot every this many epochs; -1: only at the end",
+    )
+    parser.add_argument(
         "--device",
         "-d",
         default=None,
-        help="None/-1/'cpu' for the host, 0/'gpu'/'gpu:N'",
+        type=parse_device_arg,
+        help="-1 or 'cpu' for the host, 0, 'gpu' or 'gpu:N' for an accelerator "
+        "(default: Keras's placement)",
     )
     parser.add_argument("--out", "-o", default="result")
     parser.add_argument(
@@ -85,7 +166,9 @@ def main(argv=None) -> dict:
         action="store_true",
         help="resume from the newest snapshot in --out",
     )
-    parser.add_argument("--unit", "-u", type=int, default=128)
+    parser.add_argument(
+        "--unit", "-u", type=int, default=128, help="units per hidden layer"
+    )
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument(
         "--dataset", default=None, help="an mnist.npz; default: scikit-learn digits"
@@ -98,6 +181,8 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.resume and args.autoload:
+        parser.error("give either --resume or --autoload, not both")
     keras.utils.set_random_seed(0)
 
     (x_train, y_train), (x_test, y_test) = load_data(args.dataset)
@@ -120,9 +205,9 @@ def main(argv=None) -> dict:
         extensions.ExponentialShift("learning_rate", 0.7), trigger=(2, "epoch")
     )
     trainer.extend(extensions.observe_lr(), trigger=(1, "epoch"))
-    trainer.extend(
-        extensions.snapshot(n_retains=2, autoload=args.autoload), trigger=(1, "epoch")
-    )
+    frequency = args.epoch if args.frequency == -1 else max(1, args.frequency)
+    snapshot = extensions.snapshot(n_retains=2, autoload=args.autoload)
+    trainer.extend(snapshot, trigger=(frequency, "epoch"))
     trainer.extend(extensions.LogReport())
     trainer.extend(
         extensions.PlotReport(
@@ -154,6 +239,14 @@ def main(argv=None) -> dict:
 
     if args.resume:
         serializers.load_hdf5(args.resume, trainer)
+        logger.info(
+            "resumed from %s at iteration %d (epoch %d)",
+            args.resume,
+            updater.iteration,
+            updater.epoch,
+        )
+    if args.autoload:
+        trainer.extend(log_autoload(snapshot))
     trainer.run()
     return (
         trainer.get_extension("LogReport").log[-1]
@@ -163,4 +256,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    setup_logging()
     main()

@@ -1,14 +1,25 @@
-"""Smoke-runs the example scripts end to end on their bundled data."""
+"""Smoke-runs the example scripts end to end on their bundled data.
+
+Each example is loaded from its file and its `main(argv)` is called in
+this process with tiny settings, under whichever `KERAS_BACKEND` the
+suite runs with (tox runs the file once per backend).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import pathlib
 
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+# sklearn's digits split 1500 / 297 with batch size 64: 23.4 iterations per
+# epoch, so epochs 1, 2, 3 end at iterations 24, 47, 71.
+EPOCH_END = {1: 24, 2: 47, 3: 71}
 
 
 def _load(relpath: str):
@@ -19,31 +30,92 @@ def _load(relpath: str):
     return module
 
 
+def _snapshots(out: str) -> list[str]:
+    return sorted(n for n in os.listdir(out) if n.startswith("snapshot_iter_"))
+
+
 def test_train_mnist_runs_and_learns(tmp_out):
     example = _load("mnist/train_mnist.py")
     last = example.main(["--epoch", "3", "--out", tmp_out, "--no-progress"])
     assert last["epoch"] == 3
     assert last["validation/main/accuracy"] > 0.8
-    for name in ("log", "loss.png", "accuracy.png", "snapshot_iter_71"):
+    for name in ("log", "loss.png", "accuracy.png"):
         assert os.path.exists(os.path.join(tmp_out, name)), name
+    # One snapshot per epoch, the two newest kept.
+    assert _snapshots(tmp_out) == ["snapshot_iter_47", "snapshot_iter_71"]
+    with open(os.path.join(tmp_out, "log")) as f:
+        log = json.load(f)
+    assert [entry["epoch"] for entry in log] == [1, 2, 3]
+    assert log[-1]["main/loss"] < log[0]["main/loss"]
 
 
-def test_train_mnist_autoload_resumes(tmp_out):
+def test_train_mnist_autoload_resumes_and_says_so(tmp_out, caplog):
     example = _load("mnist/train_mnist.py")
     example.main(["--epoch", "2", "--out", tmp_out, "--no-progress"])
-    last = example.main(
-        ["--epoch", "3", "--out", tmp_out, "--no-progress", "--autoload"]
-    )
+    with caplog.at_level(logging.INFO, logger="train_mnist"):
+        last = example.main(
+            ["--epoch", "3", "--out", tmp_out, "--no-progress", "--autoload"]
+        )
     # The resumed run starts from the epoch-2 snapshot and trains one more.
     assert last["epoch"] == 3
-    assert last["iteration"] == 71
+    assert last["iteration"] == EPOCH_END[3]
+    expected = (
+        f"resumed from {os.path.join(tmp_out, 'snapshot_iter_47')} "
+        "at iteration 47 (epoch 2)"
+    )
+    assert any(expected in r.getMessage() for r in caplog.records), caplog.text
 
 
-@pytest.mark.skipif(
-    not (EXAMPLES / "fit_with_extensions/train_fit_with_extensions.py").exists(),
-    reason="example not present",
+def test_train_mnist_autoload_without_snapshot_starts_fresh(tmp_out, caplog):
+    example = _load("mnist/train_mnist.py")
+    with caplog.at_level(logging.INFO, logger="train_mnist"):
+        last = example.main(
+            ["--max-iterations", "3", "--out", tmp_out, "--no-progress", "--autoload"]
+        )
+    assert last == {}  # stopped before the first epoch's log entry
+    assert any("starting fresh" in r.getMessage() for r in caplog.records)
+
+
+def test_train_mnist_resume_flag_loads_the_named_snapshot(tmp_out, caplog):
+    example = _load("mnist/train_mnist.py")
+    example.main(["--epoch", "2", "--out", tmp_out, "--no-progress"])
+    snapshot = os.path.join(tmp_out, "snapshot_iter_24")
+    with caplog.at_level(logging.INFO, logger="train_mnist"):
+        last = example.main(
+            ["--epoch", "3", "--out", tmp_out, "--no-progress", "--resume", snapshot]
+        )
+    assert last["iteration"] == EPOCH_END[3]
+    with open(os.path.join(tmp_out, "log")) as f:
+        epochs = [entry["epoch"] for entry in json.load(f)]
+    # The epoch-1 snapshot holds the log up to epoch 1; epochs 2 and 3 follow.
+    assert epochs == [1, 2, 3]
+    assert any(
+        f"resumed from {snapshot} at iteration 24 (epoch 1)" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+@pytest.mark.parametrize(
+    ("frequency", "expected"),
+    [("2", ["snapshot_iter_47"]), ("-1", ["snapshot_iter_71"])],
+    ids=["every-2-epochs", "only-at-the-end"],
 )
+def test_train_mnist_frequency_sets_the_snapshot_interval(tmp_out, frequency, expected):
+    example = _load("mnist/train_mnist.py")
+    argv = ["--epoch", "3", "--out", tmp_out, "--no-progress", "--unit", "16"]
+    example.main([*argv, "--frequency", frequency])
+    assert _snapshots(tmp_out) == expected
+
+
+def test_train_mnist_rejects_resume_with_autoload(tmp_out, capsys):
+    example = _load("mnist/train_mnist.py")
+    with pytest.raises(SystemExit):
+        example.main(["--out", tmp_out, "--autoload", "--resume", "x"])
+    assert "--resume or --autoload" in capsys.readouterr().err
+
+
 def test_fit_with_extensions_example(tmp_out):
     example = _load("fit_with_extensions/train_fit_with_extensions.py")
-    example.main(["--epoch", "2", "--out", tmp_out])
+    last = example.main(["--epoch", "2", "--out", tmp_out])
+    assert last["epoch"] == 2
     assert os.path.exists(os.path.join(tmp_out, "log"))
