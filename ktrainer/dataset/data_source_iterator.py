@@ -254,12 +254,15 @@ def as_iterator(
         from ktrainer.dataset.tuple_dataset import TupleDataset
         from ktrainer.iterators.serial_iterator import SerialIterator
 
-        return SerialIterator(
+        iterator = SerialIterator(
             TupleDataset(*source),
             batch_size,
             repeat=repeat,
             shuffle=True if shuffle is None else shuffle,
         )
+        # Lets an Evaluator given this iterator read one pass of the arrays.
+        iterator._from_as_iterator = True
+        return iterator
     if _is_py_dataset(source) or _is_streaming(source):
         if batch_size is not None:
             raise ValueError(
@@ -270,6 +273,64 @@ def as_iterator(
             shuffle = _is_py_dataset(source)
         return DataSourceIterator(source, shuffle=shuffle, repeat=repeat)
     return source
+
+
+def one_pass_iterator(source: Any, batch_size: int = 32) -> Any:
+    """Returns an iterator that reads `source` once, for an `Evaluator`.
+
+    An `Evaluator` reads its validation data through this function, so it
+    takes what `model.evaluate` takes:
+
+    - a tuple `(x,)`, `(x, y)` or `(x, y, sample_weight)` of numpy arrays,
+      or a dataset (a `TupleDataset`, a numpy array, any object with `len`
+      and indexing other than a list or a tuple): a `SerialIterator` with
+      `batch_size`, `repeat=False` and no shuffling;
+    - a `keras.utils.PyDataset`, a `tf.data.Dataset` or a torch
+      `DataLoader`: one pass over its batches, in order;
+    - an iterator made by `as_iterator`, which repeats by default: one pass
+      over the same source instead.
+
+    Anything else, a ktrainer iterator you built yourself included, is
+    returned unchanged (the `Evaluator` refuses one that repeats). A list
+    or a tuple that is not of arrays stays an iterable of batches.
+
+    Args:
+        source: the validation data.
+        batch_size: examples per batch for arrays and datasets. Defaults to
+            `32`, `model.evaluate`'s default.
+
+    Returns:
+        An iterator, or `source` itself.
+    """
+    from ktrainer.iterators.serial_iterator import SerialIterator
+
+    if isinstance(source, DataSourceIterator):
+        if not source.repeat:
+            return source
+        return DataSourceIterator(source.source, shuffle=False, repeat=False)
+    if _is_ktrainer_iterator(source):
+        if getattr(source, "_from_as_iterator", False) and source.repeat:
+            return SerialIterator(
+                source.dataset, source.batch_size, repeat=False, shuffle=False
+            )
+        return source
+    if _is_array_tuple(source):
+        return as_iterator(source, batch_size, shuffle=False, repeat=False)
+    if _is_py_dataset(source) or _is_streaming(source):
+        return as_iterator(source, shuffle=False, repeat=False)
+    if _is_dataset(source):
+        return SerialIterator(source, batch_size, repeat=False, shuffle=False)
+    return source
+
+
+def _is_dataset(source: Any) -> bool:
+    kind = type(source)
+    return (
+        hasattr(kind, "__len__")
+        and hasattr(kind, "__getitem__")
+        and not isinstance(source, (list, tuple, dict, str, bytes))
+        and not callable(getattr(source, "__next__", None))
+    )
 
 
 def _is_ktrainer_iterator(source: Any) -> bool:

@@ -10,7 +10,11 @@ import pytest
 from conftest import make_classifier, make_dataset
 
 from ktrainer.dataset import TupleDataset, concat_examples
-from ktrainer.dataset.data_source_iterator import DataSourceIterator, as_iterator
+from ktrainer.dataset.data_source_iterator import (
+    DataSourceIterator,
+    as_iterator,
+    one_pass_iterator,
+)
 from ktrainer.iterators import SerialIterator
 from ktrainer.serializers import load_npz, save_npz
 from ktrainer.training import Trainer, extensions
@@ -228,3 +232,35 @@ def test_ktrainer_iterators_and_unknown_objects_pass_through():
     assert as_iterator(iterator) is iterator
     unknown = [1, 2, 3]
     assert as_iterator(unknown) is unknown
+
+
+def _stream(iterator) -> list[list[int]]:
+    return [concat_examples(batch)[1].tolist() for batch in iterator]
+
+
+def test_one_pass_iterator_reads_each_source_once_in_order():
+    x, y = _arrays()
+    expected = [y[i : i + 32].tolist() for i in range(0, len(y), 32)]
+    for source in (
+        (x, y),
+        TupleDataset(x, y),
+        as_iterator((x, y), batch_size=32),
+        SerialIterator(TupleDataset(x, y), 32, repeat=False, shuffle=False),
+    ):
+        iterator = one_pass_iterator(source)
+        assert iterator.repeat is False
+        assert _stream(iterator) == expected
+    by_batch = [y[i : i + BATCH].tolist() for i in range(0, len(y), BATCH)]
+    for source in (_Batches(x, y), DataSourceIterator(_Batches(x, y), shuffle=True)):
+        iterator = one_pass_iterator(source)
+        assert iterator.repeat is False
+        assert _stream(iterator) == by_batch
+
+
+def test_one_pass_iterator_leaves_other_sources_to_the_caller():
+    x, y = _arrays()
+    own = SerialIterator(TupleDataset(x, y), 4)  # repeats: the caller refuses it
+    batches = [make_dataset(8)]
+    assert one_pass_iterator(own) is own
+    assert one_pass_iterator(batches) is batches
+    assert one_pass_iterator(3) == 3

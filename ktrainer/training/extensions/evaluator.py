@@ -12,7 +12,7 @@ import numpy as np
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer.dataset.convert import DeviceSpec, concat_examples, parse_device
-from ktrainer.dataset.data_source_iterator import as_iterator
+from ktrainer.dataset.data_source_iterator import one_pass_iterator
 from ktrainer.training import extension
 from ktrainer.training.extensions import _util
 
@@ -39,9 +39,19 @@ class Evaluator(extension.Extension):
     `report({'loss': l}, model)`) is averaged over batches, each weighted
     by its number of examples.
 
+    The validation data may also be what `model.evaluate` takes: a tuple
+    `(x, y)` (or `(x,)`, `(x, y, sample_weight)`) of numpy arrays or a
+    dataset (a `TupleDataset`, anything with `len` and indexing but a list
+    or a tuple) is read in batches of 32, as `model.evaluate` does; a
+    `keras.utils.PyDataset`, a `tf.data.Dataset` or a torch `DataLoader`
+    batch by batch; an iterator from `ktrainer.dataset.as_iterator` (which
+    repeats, for training) as one pass over its source. In each case the
+    evaluator builds the non-repeating iterator itself, in order.
+
     The iterator is `reset()` before each evaluation (an iterator without
-    `reset` is copied instead), so every evaluation sees the same data. It
-    must not repeat, or evaluation would never end.
+    `reset` is copied instead), so every evaluation sees the same data. An
+    iterator you built must not repeat: one that does is refused, because
+    evaluation would never end (Chainer's evaluator would loop forever).
 
     Called without a trainer (`evaluator()`), it works the same way; as
     in Chainer, the keys then have no extension-name prefix unless the
@@ -52,8 +62,9 @@ class Evaluator(extension.Extension):
     name `'validation'`.
 
     Args:
-        iterator: a non-repeating iterator over the validation set, or a
-            dict of them with a `'main'` one.
+        iterator: the validation data: a non-repeating iterator, arrays,
+            a dataset or a Keras data source (see above), or a dict of
+            them with a `'main'` one.
         target: a compiled `keras.Model`, or a dict of names to models
             (a single model is named `'main'`).
         converter: turns a batch (a list of examples) into arrays.
@@ -88,9 +99,7 @@ class Evaluator(extension.Extension):
         eval_func: Callable | None = None,
     ) -> None:
         iterators = dict(iterator) if isinstance(iterator, dict) else {"main": iterator}
-        iterators = {
-            name: as_iterator(it, repeat=False) for name, it in iterators.items()
-        }
+        iterators = {name: one_pass_iterator(it) for name, it in iterators.items()}
         if "main" not in iterators:
             raise ValueError(
                 "iterator must contain a 'main' iterator. "
@@ -248,7 +257,8 @@ def _check_iterator(name: str, iterator: Any) -> None:
     if not hasattr(iterator, "__iter__") and not hasattr(iterator, "__next__"):
         raise TypeError(
             "iterator must be a ktrainer iterator (e.g. SerialIterator with "
-            f"repeat=False) or a dict of them. Received: iterator[{name!r}]="
+            "repeat=False), a tuple of numpy arrays, a dataset, a Keras data "
+            f"source or a dict of them. Received: iterator[{name!r}]="
             f"{iterator!r}"
         )
     if getattr(iterator, "repeat", False):

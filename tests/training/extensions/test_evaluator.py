@@ -9,6 +9,7 @@ from conftest import make_classifier, make_dataset
 
 import ktrainer
 from ktrainer import training
+from ktrainer.dataset import TupleDataset, as_iterator
 from ktrainer.iterators import SerialIterator
 from ktrainer.training.extensions.evaluator import Evaluator
 from ktrainer.training.extensions.log_report import LogReport
@@ -272,3 +273,67 @@ BAD_ARGS = [
 def test_bad_arguments_are_rejected(make, error, match):
     with pytest.raises(error, match=match):
         make(make_classifier())
+
+
+class _PyBatches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[part], self.y[part]
+
+
+# (what is given to the Evaluator, the batch size model.evaluate must use)
+DATA_AS_GIVEN = [
+    ("arrays", lambda x, y: (x, y), 32),
+    ("tuple-dataset", lambda x, y: TupleDataset(x, y), 32),
+    ("as-iterator-arrays", lambda x, y: as_iterator((x, y), batch_size=16), 16),
+    ("py-dataset", lambda x, y: _PyBatches(x, y, 16), 16),
+    ("as-iterator-py-dataset", lambda x, y: as_iterator(_PyBatches(x, y, 16)), 16),
+]
+
+
+@pytest.mark.parametrize(
+    ("build", "batch_size"),
+    [case[1:] for case in DATA_AS_GIVEN],
+    ids=[case[0] for case in DATA_AS_GIVEN],
+)
+def test_arrays_datasets_and_as_iterator_output_are_read_once(build, batch_size):
+    model = make_classifier()
+    x, y = _arrays(make_dataset(50, seed=2))
+    evaluator = Evaluator(build(x, y), model)
+    assert evaluator.get_iterator().repeat is False
+
+    first = evaluator()
+    assert evaluator() == first
+
+    expected = model.evaluate(x, y, batch_size=batch_size, return_dict=True, verbose=0)
+    assert set(first) == {"main/loss", "main/accuracy"}
+    for key, value in expected.items():
+        np.testing.assert_allclose(first["main/" + key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_feed_the_data_you_have_in_a_trainer(tmp_out):
+    # The README's recipe: arrays for training and for validation.
+    model = make_classifier()
+    x, y = _arrays(make_dataset(40, seed=6))
+    xv, yv = _arrays(make_dataset(20, seed=7))
+    updater = StandardUpdater(as_iterator((x, y), batch_size=16), model)
+    trainer = training.Trainer(updater, (2, "epoch"), out=tmp_out)
+    trainer.extend(Evaluator((xv, yv), model))
+    trainer.extend(Evaluator(as_iterator((xv, yv), batch_size=8), model), name="v8")
+    trainer.extend(LogReport(filename=None))
+    trainer.run()
+
+    log = trainer.get_extension("LogReport").log
+    assert [entry["epoch"] for entry in log] == [1, 2]
+    expected = model.evaluate(xv, yv, return_dict=True, verbose=0)
+    np.testing.assert_allclose(
+        log[-1]["validation/main/loss"], expected["loss"], rtol=1e-5
+    )
+    np.testing.assert_allclose(log[-1]["v8/main/loss"], expected["loss"], rtol=1e-5)
