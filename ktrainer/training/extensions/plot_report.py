@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,22 +19,19 @@ from ktrainer.training.extensions import _util
 def _save_figure_atomically(figure: Any, path: str, **savefig_kwargs: Any) -> None:
     """Saves a matplotlib `figure` so readers see the old file or the new one.
 
-    The image goes to a temporary file in the same directory, which then
-    replaces `path` in one `os.replace`. The format comes from the file's
-    extension (matplotlib's default, PNG, when it has none).
+    The image goes through `atomic_write` (a temporary file in the same
+    directory, then one `os.replace`), like the log, so it gets the
+    permissions the umask gives any new file. The format comes from the
+    file's extension (matplotlib's default, PNG, when it has none).
     """
+    # Imported here, as in `_util`: the serializers package pulls in h5py.
+    from ktrainer.serializers._atomic import atomic_write
+
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fmt = os.path.splitext(name)[1][1:].lower() or None
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format=fmt, **savefig_kwargs)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp_path)
-        raise
+    with atomic_write(path) as temp, open(temp, "wb") as f:
+        figure.savefig(f, format=fmt, **savefig_kwargs)
 
 
 def _new_figure(matplotlib: Any, **figure_kwargs: Any) -> Any:

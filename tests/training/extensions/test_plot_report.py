@@ -235,3 +235,20 @@ BAD_ARGUMENTS = [
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         PlotReport(**kwargs)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o007], ids=["022", "007"])
+def test_image_gets_the_umask_permissions_like_the_log(tmp_out, umask):
+    from ktrainer.training.extensions.log_report import LogReport
+
+    previous = os.umask(umask)
+    try:
+        trainer = mock_trainer(tmp_out, stop=5)
+        trainer.extend(LogReport(trigger=(5, "iteration")))
+        trainer.extend(PlotReport("loss", trigger=(5, "iteration")))
+        trainer.run()
+    finally:
+        os.umask(previous)
+    mode = os.stat(os.path.join(tmp_out, "plot.png")).st_mode & 0o777
+    assert mode == 0o666 & ~umask
+    assert mode == os.stat(os.path.join(tmp_out, "log")).st_mode & 0o777

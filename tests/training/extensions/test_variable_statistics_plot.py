@@ -218,3 +218,16 @@ def test_bad_arguments(kwargs, error, match):
     kwargs = {"targets": built_dense(), **kwargs}
     with pytest.raises(error, match=match):
         VariableStatisticsPlot(**kwargs)
+
+
+def test_image_gets_the_umask_permissions(tmp_out):
+    previous = os.umask(0o027)
+    try:
+        trainer = get_trainer_with_mock_updater((2, "iteration"))
+        trainer.out = tmp_out
+        trainer.extend(VariableStatisticsPlot(built_dense(), trigger=(2, "iteration")))
+        trainer.run()
+    finally:
+        os.umask(previous)
+    mode = os.stat(os.path.join(tmp_out, "statistics.png")).st_mode & 0o777
+    assert mode == 0o640
