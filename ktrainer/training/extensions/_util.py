@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import numpy as np
@@ -64,3 +66,22 @@ def named_sublayers(layer: Any) -> list[tuple[str, Any]]:
         named.append((path, sublayer))
         named.extend((path + sub, nested) for sub, nested in named_sublayers(sublayer))
     return named
+
+
+def warn_missing_keys(
+    what: str, wanted: Iterable[str], reported: Collection[str]
+) -> None:
+    """Warns once that some of the `wanted` keys were not `reported`.
+
+    `PrintReport` and `PlotReport` call it at their first report: a key
+    that is missing then is usually misspelt or never reported, and would
+    otherwise only show as a blank column or an empty plot.
+    """
+    missing = [key for key in wanted if key not in reported]
+    if missing:
+        warnings.warn(
+            f"{what} {missing} were not reported (misspelt, or reported by "
+            "no extension?); they stay empty until they are. Reported keys: "
+            f"{sorted(reported)}",
+            stacklevel=3,
+        )

@@ -55,7 +55,9 @@ class PlotReport(extension.Extension):
     draws every series in one figure and writes it to
     `os.path.join(trainer.out, filename)`, replacing the previous image
     atomically; then it starts a fresh summary. Nothing is written while
-    no series has a point.
+    no series has a point. When its trigger first fires, it warns once
+    about keys that were not observed until then (a misspelt `'main/los'`,
+    or a key that nobody reports), naming the keys that were.
 
     The figure is drawn with matplotlib's object-oriented API on an Agg
     canvas, so the user's matplotlib backend is never changed and no
@@ -128,6 +130,8 @@ class PlotReport(extension.Extension):
         self._grid = grid
         self._summary = reporter_module.DictSummary()
         self._data: dict[str, list] = {k: [] for k in y_keys}
+        # The keys observed until the first point, to warn about missing ones.
+        self._seen_keys: set[str] | None = set()
 
     @staticmethod
     def available() -> bool:
@@ -138,8 +142,19 @@ class PlotReport(extension.Extension):
         """Adds this iteration's values; adds points and plots if triggered."""
         observation = trainer.observation
         self._summary.add({k: observation[k] for k in self._y_keys if k in observation})
+        if self._seen_keys is not None:
+            self._seen_keys.update(observation)
         if self._trigger(trainer):
+            if self._seen_keys is not None:
+                self._check_keys(self._seen_keys)
+                self._seen_keys = None
             self._emit(trainer)
+
+    def _check_keys(self, seen: set[str]) -> None:
+        wanted = list(self._y_keys)
+        if self._x_key not in ("epoch", "iteration"):
+            wanted.append(self._x_key)
+        _util.warn_missing_keys("PlotReport keys", wanted, seen)
 
     def _emit(self, trainer) -> None:
         summary = self._summary

@@ -23,7 +23,9 @@ class PrintReport(extension.Extension):
     from that log entry leaves its column blank. Before each row on a
     terminal it clears the screen below the cursor (`ESC[J`), which
     removes a `ProgressBar` drawn there; into files and pipes it writes
-    plain text only.
+    plain text only. At the first row it prints, it warns once about
+    entries that row lacks (a misspelt `'main/los'`, or a key that nobody
+    reports), naming the keys that were reported.
 
     Runs every iteration by default (`(1, 'iteration')`) with priority
     `PRIORITY_READER`; register it after the `LogReport` it reads, so that
@@ -67,6 +69,7 @@ class PrintReport(extension.Extension):
         self._log_report = log_report
         self._out = out
         self._log_len = 0  # the number of log entries printed so far
+        self._checked_keys = False  # whether the entries were checked (once)
 
         widths = [max(10, len(entry)) for entry in self._entries]
         self._header: str | None = (
@@ -99,6 +102,11 @@ class PrintReport(extension.Extension):
         # ESC[J erases a progress bar drawn below the cursor; only a
         # terminal understands it, so files and pipes get plain rows.
         clear = "\033[J" if _util.is_terminal(out) else ""
+        if not self._checked_keys:
+            self._checked_keys = True
+            _util.warn_missing_keys(
+                "PrintReport entries", self._entries, log[self._log_len]
+            )
         while self._log_len < len(log):
             out.write(clear + self._format_row(log[self._log_len]))
             self._log_len += 1

@@ -92,7 +92,8 @@ def test_writes_nothing_while_no_key_was_observed(tmp_out):
     trainer = mock_trainer(tmp_out, stop=4)
     plot = PlotReport(["validation/main/loss"], trigger=(2, "iteration"))
     trainer.extend(plot)
-    trainer.run()
+    with pytest.warns(UserWarning, match="validation/main/loss"):
+        trainer.run()
     assert plot.data == {"validation/main/loss": []}
     assert os.listdir(tmp_out) == []
 
@@ -252,3 +253,32 @@ def test_image_gets_the_umask_permissions_like_the_log(tmp_out, umask):
     mode = os.stat(os.path.join(tmp_out, "plot.png")).st_mode & 0o777
     assert mode == 0o666 & ~umask
     assert mode == os.stat(os.path.join(tmp_out, "log")).st_mode & 0o777
+
+
+def test_warns_once_at_the_first_point_naming_missing_and_reported_keys(tmp_out):
+    trainer = mock_trainer(tmp_out, stop=10)
+    trainer.extend(PlotReport(["loss", "los"], trigger=(5, "iteration")))
+    trainer.extend(PlotReport(["loss"], "main/step", trigger=(5, "iteration")))
+    with pytest.warns(UserWarning, match="were not reported") as record:
+        trainer.run()
+    assert sorted(str(w.message) for w in record) == [
+        "PlotReport keys ['los'] were not reported (misspelt, or reported by no "
+        "extension?); they stay empty until they are. Reported keys: ['loss']",
+        "PlotReport keys ['main/step'] were not reported (misspelt, or reported "
+        "by no extension?); they stay empty until they are. Reported keys: "
+        "['loss']",
+    ]
+
+
+def test_no_warning_for_a_key_reported_before_the_first_point(tmp_out, recwarn):
+    trainer = mock_trainer(tmp_out, stop=4)
+
+    @make_extension(priority=PRIORITY_WRITER)
+    def sometimes(trainer):
+        if trainer.updater.iteration == 1:
+            trainer.reporter.report({"rare": 1.0})
+
+    trainer.extend(sometimes)
+    trainer.extend(PlotReport(["loss", "rare"], trigger=(4, "iteration")))
+    trainer.run()
+    assert [str(w.message) for w in recwarn] == []

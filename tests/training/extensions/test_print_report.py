@@ -16,6 +16,12 @@ from ktrainer.training.extensions.print_report import PrintReport
 
 ENTRIES = ["epoch", "iteration", "main/loss", "validation/main/accuracy", "lr"]
 
+# 'lr' is never reported in these tests, to pin its blank column; the
+# warning about it is tested on its own below.
+pytestmark = pytest.mark.filterwarnings(
+    r"ignore:PrintReport entries \['lr'\] were not reported:UserWarning"
+)
+
 
 def _report_known_values(trainer):
     it = trainer.updater.iteration
@@ -193,3 +199,26 @@ BAD_ARGS = [
 def test_bad_arguments_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         PrintReport(**kwargs)
+
+
+def test_warns_once_at_the_first_row_naming_missing_and_reported_keys():
+    out = io.StringIO()
+    trainer = _trainer(6)
+    trainer.extend(PrintReport(["epoch", "main/los", "lr"], out=out))
+    with pytest.warns(UserWarning, match="were not reported") as record:
+        trainer.run()
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "PrintReport entries ['main/los', 'lr'] were not reported" in message
+    assert (
+        "Reported keys: ['elapsed_time', 'epoch', 'iteration', 'main/loss', "
+        "'validation/main/accuracy']" in message
+    )
+
+
+def test_no_warning_when_every_entry_is_in_the_first_row(recwarn):
+    out = io.StringIO()
+    trainer = _trainer(4)
+    trainer.extend(PrintReport(["epoch", "main/loss"], out=out))
+    trainer.run()
+    assert [str(w.message) for w in recwarn] == []
