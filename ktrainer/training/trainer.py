@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -94,6 +95,11 @@ class Trainer:
         )
         self.observation: dict[str, Any] = {}
         self.out = os.fspath(out)
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ValueError(
+                "out must name a directory (or a path to create one at), "
+                f"not an existing file. Received: out={self.out!r}"
+            )
         self._done = False
         self._start_at: float | None = None
         self._snapshot_elapsed_time = 0.0
@@ -150,12 +156,19 @@ class Trainer:
             priority: the order within an iteration (higher first).
                 Defaults to the extension's `priority`, or
                 `PRIORITY_READER`.
-            call_before_training: also run it once before the first update.
-                Defaults to `False`.
+            call_before_training: also run it once before the first update,
+                when the trainer `is_before_training` (not again when it
+                resumes from a snapshot taken later). Defaults to `False`.
         """
         if kwargs:
             raise TypeError(
                 f"extend() got unexpected keyword arguments. Received: {sorted(kwargs)}"
+            )
+        if isinstance(extension, type):
+            raise TypeError(
+                "extension must be an instance (or a function), not a class; "
+                f"call it first, e.g. {extension.__name__}(). "
+                f"Received: extension={extension!r}"
             )
         if _is_keras_callback(extension):
             from ktrainer.callbacks import KerasCallbackExtension
@@ -217,10 +230,17 @@ class Trainer:
                 "Trainer.run() can run only once; build a new Trainer "
                 "(and load a snapshot) to train further."
             )
-        os.makedirs(self.out, exist_ok=True)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(
+                "out must name a directory (or a path to create one at), "
+                f"not an existing file. Received: out={self.out!r}"
+            ) from None
         entries = self._sorted_entries()
         updater = self.updater
         sync = getattr(updater, "sync_model_state", None)
+        deferred = getattr(updater, "deferred_sync", contextlib.nullcontext)
         self._start_at = time.perf_counter()
 
         try:
@@ -234,12 +254,14 @@ class Trainer:
             self.observation = {}
             with self.reporter.scope(self.observation):
                 for _, entry in entries:
-                    if entry.call_before_training:
+                    # Chainer: only before the first update, not on a resume.
+                    if entry.call_before_training and self.is_before_training:
                         if sync is not None and _needs_state(entry.extension):
                             sync()
                         entry.extension(self)
 
-            self._loop(entries, sync)
+            with deferred():
+                self._loop(entries, sync)
         except Exception as exc:
             tb = sys.exc_info()[2]
             if show_loop_exception_msg:
@@ -286,7 +308,17 @@ class Trainer:
             )
             for _, entry in entries
         ]
-        while not stop_trigger(self):
+        if stop_trigger(self):
+            updater = self.updater
+            warnings.warn(
+                "Trainer.run() trained nothing: the stop trigger had already "
+                f"fired at iteration {updater.iteration} (epoch_detail="
+                f"{getattr(updater, 'epoch_detail', '?')}), e.g. because the "
+                "loaded snapshot is past it.",
+                stacklevel=3,
+            )
+            return
+        while True:
             self.observation = observation = {}
             with reporter.scope(observation):
                 update()
@@ -295,6 +327,8 @@ class Trainer:
                         if needs_state:
                             sync()
                         extension(self)
+            if stop_trigger(self):
+                return
 
     def serialize(self, serializer) -> None:
         """Saves or loads the whole training state (see the class doc)."""

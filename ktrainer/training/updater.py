@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -48,6 +50,18 @@ class Updater:
         steps (JAX) write it back here; the trainer calls this before any
         extension that reads or writes model or optimizer variables.
         """
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Lets `update()` leave training state outside the Keras variables.
+
+        Outside this context every `update()` leaves the variables holding
+        the updated weights (a notebook or a hand-written loop reads them).
+        A `Trainer` runs its loop inside it and calls `sync_model_state()`
+        itself whenever an extension needs the variables; the state is
+        synced when the context exits.
+        """
+        yield
 
     def serialize(self, serializer) -> None:
         """Saves or loads the updater's state."""

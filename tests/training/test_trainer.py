@@ -190,3 +190,62 @@ def test_get_extension_unknown_name():
 def test_trainer_rejects_non_updater():
     with pytest.raises(TypeError, match="updater"):
         training.Trainer(object())
+
+
+def test_call_before_training_does_not_run_again_after_a_resume(tmp_path):
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    first = get_trainer_with_mock_updater((3, "iteration"))
+    first.extend(_Recorder([], "x"), call_before_training=True)
+    first.run()
+    path = str(tmp_path / "snap.h5")
+    save_hdf5(path, first)
+    log = []
+    resumed = get_trainer_with_mock_updater((5, "iteration"))
+    resumed.extend(_Recorder(log, "x"), call_before_training=True)
+    load_hdf5(path, resumed)
+    resumed.run()
+    assert [it for it, _ in log if isinstance(it, int)] == [4, 5]
+
+
+def test_extend_with_a_class_says_an_instance_is_expected():
+    trainer = get_trainer_with_mock_updater()
+    with pytest.raises(TypeError, match=r"instance.*LogReport\(\)"):
+        trainer.extend(training.extensions.LogReport)
+
+
+def test_out_naming_an_existing_file_is_named(tmp_path):
+    path = tmp_path / "a_file"
+    path.write_text("")
+    with pytest.raises(ValueError, match="out="):
+        training.Trainer(get_trainer_with_mock_updater().updater, out=str(path))
+
+
+def test_out_becoming_a_file_before_run_is_named(tmp_path):
+    path = tmp_path / "later"
+    trainer = training.Trainer(
+        get_trainer_with_mock_updater().updater, (1, "iteration"), out=str(path)
+    )
+    path.write_text("")
+    with pytest.raises(ValueError, match="out="):
+        trainer.run()
+
+
+def test_run_with_the_stop_trigger_already_fired_warns(tmp_path):
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    path = str(tmp_path / "snap.h5")
+    first = get_trainer_with_mock_updater((4, "iteration"))
+    first.extend(_Recorder([], "x"))
+    # Saved during the last iteration, as a snapshot extension does.
+    first.extend(lambda t: save_hdf5(path, t), trigger=(4, "iteration"), name="s")
+    first.run()
+    log = []
+    resumed = get_trainer_with_mock_updater((4, "iteration"))
+    resumed.extend(_Recorder(log, "x"))
+    resumed.extend(lambda t: None, trigger=(4, "iteration"), name="s")
+    load_hdf5(path, resumed)
+    with pytest.warns(UserWarning, match="stop trigger had already fired.*4"):
+        resumed.run()
+    assert resumed.updater.update_core_calls == 0
+    assert [it for it, _ in log if isinstance(it, int)] == []

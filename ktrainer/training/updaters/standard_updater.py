@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
+from ktrainer._backend import distribute
 from ktrainer.dataset.convert import concat_examples, parse_device
 from ktrainer.dataset.data_source_iterator import as_iterator
 from ktrainer.training.updater import Updater
@@ -130,6 +132,7 @@ class StandardUpdater(Updater):
         self._steps: dict[str, Any] = {}
         self._report_keys: dict[str, list] = {}
         self._trainer = None
+        self._defer_sync = False
 
     # -- Chainer's accessors -------------------------------------------------
 
@@ -176,9 +179,26 @@ class StandardUpdater(Updater):
     # -- training ------------------------------------------------------------
 
     def update(self) -> None:
-        """Runs `update_core()` and counts the iteration."""
+        """Runs `update_core()` and counts the iteration.
+
+        Afterwards the models' Keras variables hold the updated weights,
+        unless a `Trainer` runs the updater inside `deferred_sync()`.
+        """
         self.update_core()
         self.iteration += 1
+        if not self._defer_sync:
+            self.sync_model_state()
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """See `Updater.deferred_sync`."""
+        previous, self._defer_sync = self._defer_sync, True
+        try:
+            yield
+        finally:
+            self._defer_sync = previous
+            if not previous:
+                self.sync_model_state()
 
     def update_core(self) -> None:
         """Steps the `'main'` model on the next batch of the `'main'` iterator."""
@@ -214,8 +234,8 @@ class StandardUpdater(Updater):
         model, optimizer = self._models[name], self._optimizers[name]
         if self.loss_func is None:
             _check_batch(in_arrays)
-            return _backend.TrainStep(model, optimizer)
-        return _backend.TrainStep(
+            return distribute.make_train_step(model, optimizer)
+        return distribute.make_train_step(
             model, optimizer, _capturing_loss(self.loss_func, self._observer_names())
         )
 

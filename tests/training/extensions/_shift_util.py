@@ -30,14 +30,12 @@ def real_trainer(extension, stop, out, learning_rate=0.1):
     trainer = Trainer(updater, (stop, "iteration"), out=out)
     trainer.extend(extension)
     values: list[float] = []
-    # Below the shift's priority, and once before training: it sees the
-    # value that the next update uses.
-    trainer.extend(
-        recorder(values),
-        name="record",
-        priority=PRIORITY_READER - 1,
-        call_before_training=True,
-    )
+    # Below the shift's priority, and once when the run starts (after the
+    # shift's initialize, also on a resume): it sees the value that the
+    # next update uses.
+    record = recorder(values)
+    record.initialize = record
+    trainer.extend(record, name="record", priority=PRIORITY_READER - 1)
     return trainer, values
 
 

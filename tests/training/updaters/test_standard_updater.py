@@ -228,3 +228,32 @@ def test_malformed_batch_is_named(tmp_out):
     updater = StandardUpdater(SerialIterator(data, 4), make_classifier())
     with pytest.raises((ValueError, TypeError), match="batch"):
         Trainer(updater, (1, "iteration"), out=tmp_out).run()
+
+
+@pytest.mark.parametrize("use_loss_func", [False, True], ids=["compiled", "loss_func"])
+def test_update_outside_a_trainer_leaves_updated_weights_in_the_variables(
+    use_loss_func,
+):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    if use_loss_func:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        updater = StandardUpdater(
+            it,
+            keras.optimizers.SGD(0.1),
+            model=model,
+            loss_func=lambda x, y: loss(y, model(x)),
+        )
+    else:
+        updater = StandardUpdater(it, model)
+    before = _weights(model)
+    updater.update()
+    after_one = _weights(model)
+    assert not np.allclose(before[0], after_one[0])
+    updater.update()
+    after_two = _weights(model)
+    assert not np.allclose(after_one[0], after_two[0])
+    # The variables are the state: a third step starts from them.
+    model.trainable_variables[0].assign(np.zeros_like(after_two[0]))
+    updater.update()
+    assert not np.allclose(_weights(model)[0], after_two[0])
