@@ -99,10 +99,70 @@ def _unvisited(reader: EntryDeserializer, report: _Report) -> list[str]:
     return [k for k in keys if k not in report.visited and not reader._ignored(k)]
 
 
+def _top_names(keys, prefix: str) -> list[str]:
+    tops: dict[str, None] = {}
+    for key in keys:
+        if key.startswith(prefix):
+            tops[key[len(prefix) :].split("/", 1)[0]] = None
+    return list(tops)
+
+
+def _describe_file(tops: list[str], stored: list[str]) -> str:
+    if {"layers", "vars"} & set(tops) and any("/vars/" in k for k in stored):
+        return (
+            "it looks like a Keras weights file (model.save_weights); load it "
+            "with model.load_weights(path)"
+        )
+    if tops == ["updater"] or {"updater", "extensions"} <= set(tops):
+        return "it looks like a trainer snapshot; load it into a Trainer"
+    return (
+        "if it is a model's or an optimizer's save_hdf5, load it into that "
+        "object, e.g. load_hdf5(path, trainer.updater.get_model())"
+    )
+
+
+def _foreign_file_message(
+    obj: Any, reader: EntryDeserializer, report: _Report, source: str
+) -> str | None:
+    """Says what a file holds when none of it is what `obj` reads."""
+    try:
+        stored = list(reader._keys())
+    except Exception:  # listing is only for the message
+        return None
+    prefix = reader.path
+    wanted = _top_names(report.visited, prefix)
+    found = _top_names(stored, prefix)
+    if not wanted or set(wanted) & set(found):
+        return None
+    keras_weights = {"layers", "vars"} & set(found)
+    if not keras_weights and ("updater" not in wanted or "updater" in found):
+        # Another object's state, or names that differ: the entry list and
+        # the naming hint of the general message say more.
+        return None
+    what = type(obj).__name__
+    holds = (
+        f"entries under {', '.join(repr(t + '/') for t in found[:5])}"
+        if found
+        else "no entries"
+    )
+    if prefix:
+        holds += f" below {prefix!r}"
+    return (
+        f"{source} holds no state of the {what} it is loaded into: the file "
+        f"holds {holds} ({len(stored)} in all), but a {what} reads entries "
+        f"under {', '.join(repr(t + '/') for t in wanted)}; "
+        f"{_describe_file(found, stored)}. Nothing was loaded."
+    )
+
+
 def _message(
     obj: Any, reader: EntryDeserializer, report: _Report, source: str, kind: str
 ) -> str:
     problems = report.problems
+    if report.n_missing and not report.n_unreadable:
+        foreign = _foreign_file_message(obj, reader, report, source)
+        if foreign is not None:
+            return foreign
     if report.n_unreadable:
         head = f"{source} is not a readable {kind} snapshot: it is damaged or truncated"
     else:

@@ -4,16 +4,26 @@ The object hierarchy maps onto HDF5 groups and each entry onto a dataset,
 so a snapshot can be read with plain `h5py`. Numbers and arrays are
 numeric datasets, strings are UTF-8 string datasets, and `None` is an
 empty dataset (`h5py.Empty`); nothing is pickled.
+
+`save_hdf5` also stores a checksum of every entry (see `_checksum`),
+which every load verifies, so a damaged file is an error rather than
+different weights. A file written without checksums (by an older version,
+or by an `HDF5Serializer` used directly) still loads, unverified. Before
+reading an entry, its declared size is compared with the size of the
+file, so a damaged header that claims an enormous array fails at once
+instead of making the load allocate and fill it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 import h5py
 import numpy as np
 
+from ktrainer.serializers import _checksum
 from ktrainer.serializers._atomic import atomic_write
 from ktrainer.serializers._base import Serializer
 from ktrainer.serializers._checker import checked_load
@@ -57,14 +67,24 @@ class HDF5Serializer(Serializer):
             element, or 0 for none (fastest). Defaults to `0`.
     """
 
-    def __init__(self, group: h5py.Group, compression: int = 0) -> None:
+    def __init__(
+        self,
+        group: h5py.Group,
+        compression: int = 0,
+        *,
+        _digests: dict[str, int] | None = None,
+    ) -> None:
         _check_group(group)
         self.group = group
         self.compression = _check_compression(compression)
+        # Filled by `save_hdf5`, which writes the digests when the file is done.
+        self._digests = _digests
 
     def __getitem__(self, key: str) -> HDF5Serializer:
         return HDF5Serializer(
-            self.group.require_group(key.strip("/")), self.compression
+            self.group.require_group(key.strip("/")),
+            self.compression,
+            _digests=self._digests,
         )
 
     def __call__(self, key: str, value: Any) -> Any:
@@ -77,27 +97,93 @@ class HDF5Serializer(Serializer):
         # No copy: h5py writes the array before this call returns.
         stored = to_storable(key, value, copy=False)
         if stored is NONE:
-            self.group.create_dataset(name, data=h5py.Empty("f"))
+            dataset = self.group.create_dataset(name, data=h5py.Empty("f"))
         elif isinstance(stored, str) or stored.dtype.kind == "U":
             # h5py has no fixed-width unicode type; store UTF-8 strings.
             data = stored if isinstance(stored, str) else stored.astype(object)
-            self.group.create_dataset(name, data=data, dtype=h5py.string_dtype())
+            dataset = self.group.create_dataset(
+                name, data=data, dtype=h5py.string_dtype()
+            )
         elif self.compression and stored.size > 1:
-            self.group.create_dataset(
+            dataset = self.group.create_dataset(
                 name, data=stored, compression="gzip", compression_opts=self.compression
             )
         else:
-            self.group.create_dataset(name, data=stored)
+            dataset = self.group.create_dataset(name, data=stored)
+        if self._digests is not None:
+            self._digests[dataset.name] = _checksum.digest(stored)
         return value
 
 
-def _decode(dataset: h5py.Dataset) -> Any:
+# The most a deflated dataset can expand (zlib's limit is about 1032:1).
+_MAX_EXPANSION = 1100
+
+
+def _check_size(dataset: h5py.Dataset) -> None:
+    """Refuses a dataset whose declared size the file cannot hold.
+
+    A damaged header may declare an enormous shape; reading it would make
+    numpy allocate, and HDF5 fill, that much memory, which can take many
+    minutes (or swap) before anything fails.
+    """
+    declared = dataset.size * dataset.dtype.itemsize
+    file_size = dataset.file.id.get_filesize()
+    packed = dataset.chunks is not None or dataset.compression is not None
+    limit = file_size * _MAX_EXPANSION + (1 << 20) if packed else file_size
+    if declared > limit:
+        raise ValueError(
+            f"its header declares shape {dataset.shape} {dataset.dtype} "
+            f"({declared} bytes), more than the {file_size}-byte file can hold"
+        )
+
+
+def _read_stored(dataset: h5py.Dataset) -> Any:
+    """The entry as stored: `NONE`, a `str` or an array (still encoded)."""
     if dataset.shape is None:
         return NONE
+    _check_size(dataset)
     if h5py.check_string_dtype(dataset.dtype) is not None:
         data = dataset.asstr()[()]
         return data if isinstance(data, str) else np.array(data.tolist(), dtype=str)
-    return decode_array(np.asarray(dataset[()]))
+    return np.asarray(dataset[()])
+
+
+def _decode(stored: Any) -> Any:
+    if isinstance(stored, np.ndarray) and stored.dtype.kind not in "UO":
+        return decode_array(stored)
+    return stored
+
+
+class _FileDigests:
+    """The digests of one file, read once when the first entry is read."""
+
+    def __init__(self, file: h5py.File) -> None:
+        self._file = file
+        self._digests: dict[str, int] | None = None
+        self._error: ValueError | None = None
+        self._read = False
+
+    def get(self) -> dict[str, int] | None:
+        if not self._read:
+            self._read = True
+            try:
+                self._digests = self._load()
+            except ValueError as error:
+                self._error = error
+        if self._error is not None:
+            raise ValueError(str(self._error))
+        return self._digests
+
+    def _load(self) -> dict[str, int] | None:
+        node = self._file.get(_checksum.CHECKSUMS_NAME)
+        if node is None:
+            return None
+        if not isinstance(node, h5py.Dataset) or node.shape != ():
+            raise ValueError("its checksum list is damaged (not a string)")
+        stored = _read_stored(node)
+        if not isinstance(stored, str):
+            raise ValueError("its checksum list is damaged (not a string)")
+        return _checksum.decode(stored)
 
 
 class HDF5Deserializer(EntryDeserializer):
@@ -116,19 +202,30 @@ class HDF5Deserializer(EntryDeserializer):
             Defaults to `True`.
     """
 
-    def __init__(self, group: h5py.Group, path: str = "", strict: bool = True) -> None:
+    def __init__(
+        self,
+        group: h5py.Group,
+        path: str = "",
+        strict: bool = True,
+        *,
+        _digests: _FileDigests | None = None,
+    ) -> None:
         _check_group(group)
         super().__init__(path, strict)
         self.group = group
+        self._digests = _FileDigests(group.file) if _digests is None else _digests
 
     def _child(self, path: str) -> HDF5Deserializer:
-        return HDF5Deserializer(self.group, path, self.strict)
+        return HDF5Deserializer(self.group, path, self.strict, _digests=self._digests)
 
     def _has(self, full_key: str) -> bool:
         return isinstance(self.group.get(full_key), h5py.Dataset)
 
     def _read(self, full_key: str) -> Any:
-        return _decode(self.group[full_key])
+        dataset = self.group[full_key]
+        stored = _read_stored(dataset)
+        _checksum.verify(dataset.name, stored, self._digests.get())
+        return _decode(stored)
 
     def _keys(self) -> list[str]:
         base = self.group.get(self.path.rstrip("/")) if self.path else self.group
@@ -137,22 +234,34 @@ class HDF5Deserializer(EntryDeserializer):
         keys: list[str] = []
 
         def visit(name: str, node: Any) -> None:
-            if isinstance(node, h5py.Dataset):
+            if isinstance(node, h5py.Dataset) and node.name != _CHECKSUMS_PATH:
                 keys.append(self.path + name)
 
         base.visititems(visit)
         return keys
 
 
+_CHECKSUMS_PATH = "/" + _checksum.CHECKSUMS_NAME
+
+
 class _CachingHDF5Deserializer(HDF5Deserializer):
     """Keeps what the checking pass read, so a load reads the file once."""
 
-    def __init__(self, group: h5py.Group, path: str, strict: bool, cache: dict) -> None:
-        super().__init__(group, path, strict)
+    def __init__(
+        self,
+        group: h5py.Group,
+        path: str,
+        strict: bool,
+        cache: dict,
+        digests: _FileDigests | None = None,
+    ) -> None:
+        super().__init__(group, path, strict, _digests=digests)
         self._cache = cache
 
     def _child(self, path: str) -> _CachingHDF5Deserializer:
-        return _CachingHDF5Deserializer(self.group, path, self.strict, self._cache)
+        return _CachingHDF5Deserializer(
+            self.group, path, self.strict, self._cache, self._digests
+        )
 
     def _read_for_check(self, full_key: str) -> Any:
         value = self._cache[full_key] = super()._read(full_key)
@@ -178,7 +287,9 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
 
     The file is written next to `filename` under a temporary name, synced
     to disk and renamed over `filename`; if the save fails, an existing
-    file at `filename` is left as it was.
+    file at `filename` is left as it was. A checksum of every entry is
+    stored with it (the dataset `.ktrainer_checksums`), which `load_hdf5`
+    verifies.
 
     Args:
         filename: the file to write.
@@ -189,13 +300,19 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
     """
     filename = _check_filename(filename)
     compression = _check_compression(compression)
+    digests: dict[str, int] = {}
     with atomic_write(filename) as temp, h5py.File(temp, "w") as f:
-        serializer = HDF5Serializer(f, compression)
+        serializer = HDF5Serializer(f, compression, _digests=digests)
         if isinstance(obj, dict):
             for key, value in obj.items():
                 serializer(key, value)
         else:
             serialize_object(obj, serializer)
+        f.create_dataset(
+            _checksum.CHECKSUMS_NAME,
+            data=_checksum.encode(digests),
+            dtype=h5py.string_dtype(),
+        )
 
 
 def load_hdf5(
@@ -224,10 +341,10 @@ def load_hdf5(
     """
     filename = _check_filename(filename)
     if not os.path.exists(filename):
+        # Two arguments: the message names the path once ("[Errno 2] ...").
         raise FileNotFoundError(
-            2,
+            errno.ENOENT,
             f"filename must name an existing HDF5 snapshot. Received: {filename!r}",
-            filename,
         )
     # Surfaces permission and is-a-directory errors as themselves.
     open(filename, "rb").close()

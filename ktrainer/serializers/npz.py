@@ -7,6 +7,7 @@ so `np.load(file, allow_pickle=False)` reads every file this writes.
 
 from __future__ import annotations
 
+import errno
 import os
 import zipfile
 from collections.abc import Callable, Mapping
@@ -181,7 +182,8 @@ def load_npz(
         source = f"file={file!r}"
         if not os.path.exists(file):
             raise FileNotFoundError(
-                2, f"file must name an existing NPZ snapshot. Received: {file!r}", file
+                errno.ENOENT,
+                f"file must name an existing NPZ snapshot. Received: {file!r}",
             )
         # np.load leaks the file it opens when the archive is damaged.
         with open(file, "rb") as f:

@@ -13,6 +13,7 @@ from ktrainer.training.extensions.multistep_shift import MultistepShift
 from ktrainer.training.extensions.parameter_statistics import ParameterStatistics
 from ktrainer.training.extensions.plot_report import PlotReport
 from ktrainer.training.extensions.polynomial_shift import PolynomialShift
+from ktrainer.training.extensions.preemption_handler import PreemptionHandler
 from ktrainer.training.extensions.print_report import PrintReport
 from ktrainer.training.extensions.progress_bar import ProgressBar
 from ktrainer.training.extensions.step_shift import StepShift
@@ -34,6 +35,7 @@ __all__ = [
     "ParameterStatistics",
     "PlotReport",
     "PolynomialShift",
+    "PreemptionHandler",
     "PrintReport",
     "ProgressBar",
     "StepShift",

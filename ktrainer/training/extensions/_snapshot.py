@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import string
@@ -13,11 +14,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ktrainer.serializers import load_hdf5, load_npz, save_npz
+from ktrainer.serializers import HDF5Deserializer, load_hdf5, load_npz, save_npz
 from ktrainer.training import extension
 from ktrainer.training.extensions import snapshot_writers
 
 FilenameLike = str | Callable[[Any], str]
+
+logger = logging.getLogger("ktrainer.training.extensions.snapshot")
+"""Where `autoload` says which snapshot it loaded (level INFO).
+
+Show it with `logging.basicConfig(level=logging.INFO)`; silence it with
+`logging.getLogger("ktrainer").setLevel(logging.WARNING)`.
+"""
 
 
 def snapshot(
@@ -43,7 +51,17 @@ def snapshot(
 
     The extension runs every epoch by default, with priority -100, after
     every other extension, so a snapshot sees the iteration's final state.
-    Files are written to `trainer.out`, atomically (see `snapshot_writers`).
+    Files are written to `trainer.out`, atomically (see `snapshot_writers`):
+    under a temporary name `.<name>.<8 hex digits>.tmp`, renamed when
+    complete. A run killed mid-write leaves such a file behind; when the
+    extension initializes (at `trainer.run()`), it removes the temporary
+    files of its own snapshots (those whose `<name>` matches `filename`)
+    and nothing else. `PreemptionHandler` writes a last snapshot through
+    this extension when the job is told to stop.
+
+    When `filename` is a format string, `initialize` formats it once with
+    the trainer, so a field the trainer lacks (`'{.updater.iter}'`) is an
+    error naming `filename` before training starts, not at the first save.
 
     Args:
         savefun: called as `savefun(path, trainer)`; only without
@@ -67,8 +85,11 @@ def snapshot(
             all. Defaults to `-1`.
         autoload: when training starts, load the newest snapshot in
             `trainer.out` whose name matches `filename`, skipping with a
-            warning any that is damaged or truncated; with none, training
-            starts fresh. Defaults to `False`.
+            warning any that is damaged or truncated (a failed checksum
+            included); with none, training starts fresh. The path and the
+            iteration and epoch it resumes from are logged at level INFO
+            to the logger `'ktrainer.training.extensions.snapshot'`.
+            Defaults to `False`.
 
     Returns:
         The snapshot extension.
@@ -207,14 +228,27 @@ class _Snapshot(extension.Extension):
         self.autoload = bool(autoload)
         self.loaded_from: str | None = None
         self._outdir: str | None = None
+        self._last_written: int | None = None
 
     def initialize(self, trainer) -> None:
-        """Autoloads the newest readable snapshot and sets up `n_retains`."""
+        """Checks `filename`, removes stale temporary files, autoloads.
+
+        Also sets up `n_retains` for the writer.
+
+        Raises:
+            ValueError: if `filename` names a field the trainer lacks.
+        """
         self._outdir = trainer.out
         self.loaded_from = None
+        self._last_written = None
+        self._check_fields(trainer)
+        if self._pattern is not None:
+            _remove_temporary_files(self._pattern, trainer.out)
         if self.autoload:
             target = trainer if self._target is None else self._target
             self.loaded_from = self._autoload(trainer.out, target)
+            if self.loaded_from is not None:
+                _log_resume(self.loaded_from, target)
         add_hook = getattr(self.writer, "_add_cleanup_hook", None)
         if add_hook is not None and self.n_retains > 0:
             add_hook(self._remove_stale_snapshots)
@@ -222,6 +256,29 @@ class _Snapshot(extension.Extension):
     def __call__(self, trainer) -> None:
         if self.condition():
             self._make_snapshot(trainer)
+
+    def write_now(self, trainer) -> None:
+        """Writes a snapshot now, unless one was written this iteration.
+
+        It goes through the extension's own writer, file name and
+        `n_retains`; `condition` is not consulted. `PreemptionHandler`
+        calls this before the job exits.
+        """
+        if self._last_written != trainer.updater.iteration:
+            self._make_snapshot(trainer)
+
+    def _check_fields(self, trainer) -> None:
+        if callable(self.filename):
+            return
+        try:
+            self.filename.format(trainer)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+            raise ValueError(
+                "filename must be a format string whose fields the trainer "
+                f"has, e.g. '{{.updater.iteration}}', but formatting it failed "
+                f"({type(error).__name__}: {error}). Received: "
+                f"filename={self.filename!r}"
+            ) from None
 
     def on_error(self, trainer, exc: BaseException, tb) -> None:
         if self._snapshot_on_error:
@@ -239,6 +296,7 @@ class _Snapshot(extension.Extension):
         else:
             filename = self.filename.format(trainer)
         self.writer(filename, trainer.out, target)
+        self._last_written = trainer.updater.iteration
 
     def _autoload(self, outdir: str, target: Any) -> str | None:
         load, is_damaged = _loader(getattr(self.writer, "savefun", None))
@@ -334,17 +392,48 @@ def _find_snapshots(pattern: re.Pattern, outdir: str) -> list[str]:
     return [name for _, _, name in sorted(found)]
 
 
+def _temporary_pattern(pattern: re.Pattern) -> re.Pattern:
+    # The names `atomic_write` gives: '.<name>.<8 hex digits>.tmp'.
+    return re.compile(r"\.(?:" + pattern.pattern + r")\.[0-9a-f]{8}\.tmp")
+
+
+def _remove_temporary_files(pattern: re.Pattern, outdir: str) -> list[str]:
+    """Removes the leftover temporary files of snapshots named by `pattern`."""
+    temporary = _temporary_pattern(pattern)
+    try:
+        entries = list(os.scandir(outdir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for entry in entries:
+        if temporary.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+                removed.append(entry.name)
+    return removed
+
+
+def _log_resume(path: str, target: Any) -> None:
+    updater = getattr(target, "updater", None)
+    iteration = getattr(updater, "iteration", None)
+    if iteration is None:
+        logger.info("snapshot autoload: loaded %r", path)
+        return
+    logger.info(
+        "snapshot autoload: resuming from %r at iteration %d, epoch %s",
+        path,
+        iteration,
+        getattr(updater, "epoch", "?"),
+    )
+
+
 def _hdf5_is_damaged(path: str) -> bool:
+    """Whether any entry of `path` cannot be read or fails its checksum."""
     try:
         with h5py.File(path, "r") as f:
-            datasets: list[h5py.Dataset] = []
-            f.visititems(
-                lambda _, node: (
-                    datasets.append(node) if isinstance(node, h5py.Dataset) else None
-                )
-            )
-            for dataset in datasets:
-                dataset[()]
+            reader = HDF5Deserializer(f)
+            for key in reader._keys():
+                reader._read(key)
     except Exception:
         return True
     return False

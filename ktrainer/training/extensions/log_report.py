@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import string
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,9 +30,23 @@ class LogReport(extension.Extension):
     - `'elapsed_time'`: `trainer.elapsed_time`, in seconds;
 
     passes the dict to `postprocess`, appends it to `log`, writes the
-    whole `log` as a JSON list (indented by 4) to
+    whole `log` as a JSON list (indented by 4, as Chainer writes it) to
     `os.path.join(trainer.out, filename)`, and starts a fresh summary.
-    The file is replaced atomically, so a reader never sees half a log.
+
+    Registered with `call_before_training=True`, it also emits an entry
+    for iteration 0 before the first update (as Chainer v7 does), e.g. to
+    log an `Evaluator`'s score of the untrained model.
+
+    Writing costs the same at the millionth entry as at the first: the
+    file is rewritten in full (atomically, through a temporary file) only
+    the first time and whenever it is not the file this extension last
+    wrote (after a resume, or when something else changed it); otherwise
+    the new entry replaces the closing `]` in place, with one `write`, so
+    the file stays the same JSON list. A reader that opens the file during
+    that write may see it unfinished; a run killed in it leaves the file
+    valid or missing its last `]`, and the next run rewrites it. A
+    `filename` with fields (`'log_{iteration}'`) names a new file at each
+    entry, which is written in full.
 
     `PrintReport` and `PlotReport` read `log`. A snapshot keeps the log,
     the pending summary and the trigger's state.
@@ -97,9 +114,28 @@ class LogReport(extension.Extension):
         self._log_name = filename
         self._log: list[dict[str, Any]] = []
         self._summary = reporter_module.DictSummary()
+        self._file = _AppendedJSONList()
+
+    def initialize(self, trainer) -> None:
+        """Removes the log's own leftover temporary file, if a run left one."""
+        self._file = _AppendedJSONList()
+        name = self._log_name
+        if name is None or any(f is not None for _, f, _, _ in _fields(name)):
+            return
+        leftover = re.compile(r"\." + re.escape(name) + r"\.[0-9a-f]{8}\.tmp")
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(trainer.out):
+                if leftover.fullmatch(entry.name) and entry.is_file():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(entry.path)
 
     def __call__(self, trainer) -> None:
-        """Adds this iteration's observation; emits an entry if the trigger fires."""
+        """Adds this iteration's observation; emits an entry if the trigger fires.
+
+        Before training (`trainer.is_before_training`, for an extension
+        registered with `call_before_training=True`) it always emits, and
+        the trigger is not consulted.
+        """
         observation = trainer.observation
         keys = self._keys
         if keys is None:
@@ -107,7 +143,7 @@ class LogReport(extension.Extension):
         else:
             self._summary.add({k: observation[k] for k in keys if k in observation})
 
-        if self._trigger(trainer):
+        if trainer.is_before_training or self._trigger(trainer):
             self._emit(trainer)
 
     def _emit(self, trainer) -> None:
@@ -124,7 +160,7 @@ class LogReport(extension.Extension):
 
         if self._log_name is not None:
             path = os.path.join(trainer.out, self._log_name.format(**stats))
-            _util.write_text_atomically(path, json.dumps(self._log, indent=4))
+            self._file.write(path, self._log)
 
         self._summary = reporter_module.DictSummary()
 
@@ -148,4 +184,59 @@ class LogReport(extension.Extension):
                 "accumulated since the last log entry are lost.",
                 stacklevel=2,
             )
-        self._log = json.loads(_util.as_str(serializer("_log", json.dumps(self._log))))
+        log = json.loads(_util.as_str(serializer("_log", json.dumps(self._log))))
+        if log != self._log:  # loaded: the file on disk no longer follows it
+            self._log = log
+            self._file = _AppendedJSONList()
+
+
+def _fields(name: str) -> list:
+    try:
+        return list(string.Formatter().parse(name))
+    except ValueError:
+        return []
+
+
+def _indented(entry: dict[str, Any]) -> str:
+    # The entry as `json.dumps(log, indent=4)` writes it inside the list.
+    return "\n".join("    " + line for line in json.dumps(entry, indent=4).split("\n"))
+
+
+class _AppendedJSONList:
+    """Writes a growing JSON list, appending in place when it can.
+
+    It remembers the path, size, modification time and inode of the file
+    it wrote last, and the number of entries in it. When the file is
+    still exactly that and one entry was added, the two closing bytes
+    `\\n]` are overwritten by `,\\n<entry>\\n]`; otherwise the whole list is
+    written atomically.
+    """
+
+    def __init__(self) -> None:
+        self._state: tuple | None = None
+
+    def write(self, path: str, log: list[dict[str, Any]]) -> None:
+        if not self._append(path, log):
+            _util.write_text_atomically(path, json.dumps(log, indent=4))
+        stat = os.stat(path)
+        self._state = (path, stat.st_size, stat.st_mtime_ns, stat.st_ino, len(log))
+
+    def _append(self, path: str, log: list[dict[str, Any]]) -> bool:
+        state = self._state
+        if state is None or state[0] != path or state[4] != len(log) - 1 or not log:
+            return False
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            stat = os.fstat(fd)
+            if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != state[1:4]:
+                return False
+            end = stat.st_size - 2
+            if end < 1 or os.pread(fd, 2, end) != b"\n]":
+                return False
+            tail = (",\n" + _indented(log[-1]) + "\n]").encode("utf-8")
+            return os.pwrite(fd, tail, end) == len(tail)
+        finally:
+            os.close(fd)
