@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pathlib
 import re
 import sys
 
@@ -7,13 +8,11 @@ import pytest
 
 from ktrainer._utils.lazy_import import (
     import_matplotlib,
-    import_tqdm,
     is_matplotlib_available,
 )
 
 MISSING_CASES = [
     ("matplotlib", import_matplotlib, "PlotReport", "plot"),
-    ("tqdm", import_tqdm, "ProgressBar", "progress"),
 ]
 
 
@@ -43,12 +42,39 @@ def test_import_matplotlib_loads_figure_and_agg_canvas():
     assert height > 0
 
 
-def test_import_tqdm_returns_the_module():
-    tqdm = import_tqdm()
-    assert list(tqdm.tqdm(range(3), disable=True)) == [0, 1, 2]
-
-
 def test_is_matplotlib_available(monkeypatch):
     assert is_matplotlib_available() is True
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert is_matplotlib_available() is False
+
+
+# The pyproject extras that install a package for one feature, and the
+# importer that needs it; the others install backends or tooling.
+FEATURE_EXTRAS = {"plot": ("matplotlib", import_matplotlib)}
+OTHER_EXTRAS = {"tensorflow", "jax", "torch", "test", "examples"}
+
+
+def test_every_feature_extra_installs_what_an_importer_needs():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("runs from a source checkout")
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    # An extra that nothing imports (tqdm in `progress` once) is dead weight.
+    assert set(extras) - OTHER_EXTRAS == set(FEATURE_EXTRAS)
+    for extra, (package, _) in FEATURE_EXTRAS.items():
+        assert any(req.startswith(package) for req in extras[extra])
+
+
+def test_progress_bar_needs_no_optional_package(monkeypatch):
+    import io
+
+    from ktrainer.testing import get_trainer_with_mock_updater
+    from ktrainer.training.extensions import ProgressBar
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = io.StringIO()
+    trainer = get_trainer_with_mock_updater((4, "iteration"), iter_per_epoch=2)
+    trainer.extend(ProgressBar(update_interval=2, out=out))
+    trainer.run()
+    assert "iters/sec" in out.getvalue()

@@ -2,12 +2,10 @@
 
 from ktrainer._utils.lazy_import import (
     import_matplotlib,
-    import_tqdm,
     is_matplotlib_available,
 )
 
 __all__ = [
     "import_matplotlib",
-    "import_tqdm",
     "is_matplotlib_available",
 ]

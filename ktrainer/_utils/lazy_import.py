@@ -1,10 +1,10 @@
 """Imports of optional dependencies, with errors that name the pip extra.
 
-matplotlib and tqdm are optional: only `PlotReport`,
-`VariableStatisticsPlot` and `ProgressBar` need them. Importing them on
-first use keeps `import ktrainer` light and lets every other feature work
-without them; a missing one gets an `ImportError` that says which extra
-to install.
+matplotlib is optional: only `PlotReport` and `VariableStatisticsPlot`
+need it. Importing it on first use keeps `import ktrainer` light and lets
+every other feature work without it; when it is missing, an `ImportError`
+says which extra to install. (`ProgressBar` draws its own bar and needs
+no package.)
 """
 
 from __future__ import annotations
@@ -52,24 +52,3 @@ def is_matplotlib_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def import_tqdm(feature: str = "ProgressBar") -> types.ModuleType:
-    """Imports tqdm.
-
-    Args:
-        feature: what needs tqdm, named in the error.
-            Defaults to `'ProgressBar'`.
-
-    Returns:
-        The `tqdm` module (the bar class is `tqdm.tqdm`).
-
-    Raises:
-        ImportError: if tqdm is not installed; the message names the
-            `ktrainer[progress]` extra.
-    """
-    try:
-        import tqdm
-    except ImportError as exc:
-        raise _missing(feature, "tqdm", "progress") from exc
-    return tqdm
