@@ -254,14 +254,18 @@ def _steps_per_epoch(updater) -> int | None:
         return len(iterator)
     except TypeError:
         pass
-    dataset = getattr(iterator, "dataset", None)
     batch_size = getattr(iterator, "batch_size", None)
-    if dataset is None or not batch_size:
+    # An epoch is one pass over the iterator's order, which an order sampler
+    # may make longer or shorter than the dataset.
+    size = getattr(iterator, "_epoch_size", None)
+    if size is None:
+        try:
+            size = len(iterator.dataset)
+        except (AttributeError, TypeError):
+            return None
+    if not batch_size:
         return None
-    try:
-        return math.ceil(len(dataset) / batch_size)
-    except TypeError:
-        return None
+    return math.ceil(size / batch_size)
 
 
 def _epochs(stop_trigger) -> int | None:

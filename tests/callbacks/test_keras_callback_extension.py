@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 
@@ -237,14 +238,39 @@ def test_model_checkpoint_writes_one_file_per_epoch(tmp_out):
         np.testing.assert_allclose(loaded, trained)
 
 
-def test_tensorboard_writes_event_files(tmp_out):
-    pytest.importorskip("tensorboard")
-    trainer, _ = _trainer(tmp_out, epochs=1)
+def test_tensorboard_writes_the_epoch_scalars(tmp_out):
+    # Not skipped: every test env installs tensorboard, and Keras's callback
+    # writes through tf.summary under every backend.
+    for package in ("tensorboard", "tensorflow"):
+        if importlib.util.find_spec(package) is None:
+            pytest.fail(
+                f"{package} is missing: Keras's TensorBoard callback needs "
+                "tensorboard and tensorflow under every backend"
+            )
+    from tensorboard.backend.event_processing import event_accumulator
+
+    trainer, _ = _trainer(tmp_out, epochs=2)
+    trainer.extend(extensions.LogReport(filename=None))
     log_dir = os.path.join(tmp_out, "tb")
     trainer.extend(keras.callbacks.TensorBoard(log_dir))
     trainer.run()
 
-    assert any(name.startswith("events") for name in os.listdir(log_dir + "/train"))
+    log = trainer.get_extension("LogReport").log
+    for subdir, prefix in (("train", "main/"), ("validation", "validation/main/")):
+        events = event_accumulator.EventAccumulator(
+            os.path.join(log_dir, subdir), size_guidance={"tensors": 0}
+        )
+        events.Reload()
+        assert "epoch_loss" in events.Tags()["tensors"]
+        losses = [
+            float(event.tensor_proto.float_val[0])
+            if event.tensor_proto.float_val
+            else float(np.frombuffer(event.tensor_proto.tensor_content, "float32")[0])
+            for event in events.Tensors("epoch_loss")
+        ]
+        assert [e.step for e in events.Tensors("epoch_loss")] == [0, 1]
+        expected = [entry[prefix + "loss"] for entry in log]
+        np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
 def test_backup_and_restore_is_refused(tmp_out):
@@ -267,3 +293,69 @@ def test_default_name_is_the_callback_class(tmp_out):
     wrapped = trainer.get_extension("History")
     assert isinstance(wrapped, KerasCallbackExtension)
     assert wrapped.callback is history
+
+
+def _fit_csv_header(tmp_out, x, y, **fit_kwargs):
+    path = os.path.join(tmp_out, "fit.csv")
+    make_classifier().fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.CSVLogger(path)],
+        **fit_kwargs,
+    )
+    with open(path) as f:
+        return next(csv.reader(f))
+
+
+def test_without_an_evaluator_callbacks_see_no_val_keys_as_in_fit(tmp_out):
+    trainer, _ = _trainer(tmp_out, epochs=2, validation=False)
+    seen = []
+    trainer.extend(
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs))
+    )
+    path = os.path.join(tmp_out, "log.csv")
+    trainer.extend(keras.callbacks.CSVLogger(path))
+    trainer.run()
+
+    # Only what was reported: no val_* key without an Evaluator.
+    assert [sorted(logs) for logs in seen] == [["accuracy", "loss"]] * 2
+    x, y = (np.stack(a) for a in zip(*make_dataset(), strict=True))
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    # CSVLogger itself adds `val_*` columns (of NA) when the first epoch has
+    # none; `model.fit` without validation data writes the same file.
+    assert rows[0] == _fit_csv_header(tmp_out, x, y)
+    assert len(rows) == 3
+
+
+def test_with_an_evaluator_the_columns_are_those_of_fit_with_validation(tmp_out):
+    trainer, _ = _trainer(tmp_out, epochs=1)
+    path = os.path.join(tmp_out, "log.csv")
+    trainer.extend(keras.callbacks.CSVLogger(path))
+    trainer.run()
+    x, y = (np.stack(a) for a in zip(*make_dataset(), strict=True))
+    with open(path) as f:
+        header, row = list(csv.reader(f))
+    assert header == _fit_csv_header(tmp_out, x, y, validation_data=(x, y))
+    assert "NA" not in row
+
+
+def test_steps_follow_an_order_longer_than_the_dataset(tmp_out):
+    model = make_classifier()
+
+    def oversample(order, position):  # 64 examples, 96 draws per epoch
+        return np.concatenate([np.arange(64), np.arange(32)])
+
+    iterator = SerialIterator(make_dataset(), 16, order_sampler=oversample)
+    trainer = Trainer(StandardUpdater(iterator, model), (2, "epoch"), out=tmp_out)
+    ends = []
+    callback = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: ends.append(batch)
+    )
+    trainer.extend(callback)
+    trainer.run()
+    assert callback.params["steps"] == 6
+    assert ends == [0, 1, 2, 3, 4, 5] * 2
