@@ -15,6 +15,14 @@ can change independently; like it, the module matching
   process's place among the processes of the engine's own distributed
   setup (TensorFlow's `TF_CONFIG`, `jax.process_index()`, an initialized
   `torch.distributed` group); `0`, `1`, `True` without one.
+- `train_step_class(model, optimizer)`: the data-parallel step class
+  (same interface as `TrainStep`) when the model is set up for the
+  engine's distribution (built in a `tf.distribute` strategy scope, a
+  global `keras.distribution` under jax, an initialized
+  `torch.distributed` group), else `None`. It raises for optimizer
+  settings that would silently compute something else there.
+- `make_train_step(model, optimizer, loss_fn=None)`: that step, or the
+  single-device `TrainStep`.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ if BACKEND == "jax":
         is_chief_process,
         process_count,
         process_rank,
+        train_step_class,
     )
 elif BACKEND == "tensorflow":
     from ktrainer._backend.tensorflow_distribute import (
@@ -38,6 +47,7 @@ elif BACKEND == "tensorflow":
         is_chief_process,
         process_count,
         process_rank,
+        train_step_class,
     )
 elif BACKEND == "torch":
     from ktrainer._backend.torch_distribute import (
@@ -46,15 +56,27 @@ elif BACKEND == "torch":
         is_chief_process,
         process_count,
         process_rank,
+        train_step_class,
     )
 else:  # ktrainer._backend already refuses other backends
     raise ImportError(f"unsupported Keras backend {BACKEND!r}")
+
+
+def make_train_step(model, optimizer, loss_fn=None):
+    """The train step for `model`: data-parallel when it is set up so."""
+    from ktrainer import _backend
+
+    step_class = train_step_class(model, optimizer) or _backend.TrainStep
+    return step_class(model, optimizer, loss_fn)
+
 
 __all__ = [
     "BACKEND",
     "device_exists",
     "device_names",
     "is_chief_process",
+    "make_train_step",
     "process_count",
     "process_rank",
+    "train_step_class",
 ]

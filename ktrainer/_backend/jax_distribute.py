@@ -28,3 +28,8 @@ def process_count() -> int:
 
 def is_chief_process() -> bool:
     return jax.process_index() == 0
+
+
+def train_step_class(model, optimizer):
+    """Not distributed yet on this backend: the single-device step."""
+    return None

@@ -32,3 +32,8 @@ def process_count() -> int:
 
 def is_chief_process() -> bool:
     return process_rank() == 0
+
+
+def train_step_class(model, optimizer):
+    """Not distributed yet on this backend: the single-device step."""
+    return None

@@ -1,0 +1,147 @@
+"""A small data-parallel training run, shared by the distributed tests.
+
+Run as a script it sets up one of the engines' distribution modes (before
+the engine initializes), trains, and prints one JSON line of results;
+imported, `train()` runs the same training on one device as the
+reference. Usage: `python _dp_script.py MODE OUT [RANK WORLD PORT]`; each run
+trains a compiled model and a custom `loss_func` under `OUT/<kind>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+N_EXAMPLES, N_IN, N_OUT, GLOBAL_BATCH, ITERATIONS = 32, 6, 3, 8, 6
+
+
+def data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(N_EXAMPLES, N_IN)).astype("float32")
+    y = (np.argmax(x[:, :N_OUT], axis=1)).astype("int32")
+    return x, y
+
+
+def build_model(custom: bool):
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((N_IN,), name="x"),
+            keras.layers.Dense(5, activation="tanh", name="hidden"),
+            keras.layers.Dense(N_OUT, name="logits"),
+        ],
+        name="net",
+    )
+    rng = np.random.default_rng(2)
+    model.set_weights(
+        [rng.normal(scale=0.5, size=w.shape).astype("float32") for w in model.weights]
+    )
+    # SGD with momentum: a gradient off by a factor would show (Adam hides it).
+    optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    if custom:
+        return model, optimizer
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, None
+
+
+def make_updater(custom: bool, dataset, batch_size: int):
+    import keras
+
+    import ktrainer
+    from ktrainer.iterators import SerialIterator
+
+    model, optimizer = build_model(custom)
+    iterator = SerialIterator(dataset, batch_size, shuffle=False)
+    if not custom:
+        return ktrainer.StandardUpdater(iterator, model), model
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def loss_func(x, y):
+        loss = loss_fn(y, model(x, training=True))
+        # What one replica (or process) sees of the batch.
+        ktrainer.report({"examples": keras.ops.shape(x)[0]}, model)
+        return loss
+
+    updater = ktrainer.StandardUpdater(
+        iterator, optimizer, model=model, loss_func=loss_func
+    )
+    return updater, model
+
+
+def train(custom: bool, out: str, share=None, batch_size: int = GLOBAL_BATCH):
+    """Trains ITERATIONS steps with a log and a final snapshot; returns results."""
+    from ktrainer import Trainer
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.training import extensions
+
+    dataset = share if share is not None else TupleDataset(*data())
+    updater, model = make_updater(custom, dataset, batch_size)
+    trainer = Trainer(updater, (ITERATIONS, "iteration"), out=out)
+    trainer.extend(extensions.LogReport(trigger=(2, "iteration")))
+    trainer.extend(extensions.snapshot(), trigger=(ITERATIONS, "iteration"))
+    trainer.run()
+    return {
+        "weights": [w.tolist() for w in model.get_weights()],
+        "log": trainer.get_extension("LogReport").log,
+    }
+
+
+def resume_on_one_device(custom: bool, snapshot: str) -> dict:
+    """Loads a snapshot into a fresh single-device updater; returns its state."""
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.serializers import load_hdf5
+    from ktrainer.training import Trainer
+
+    updater, model = make_updater(custom, TupleDataset(*data()), GLOBAL_BATCH)
+    trainer = Trainer(updater, (ITERATIONS + 2, "iteration"))
+    load_hdf5(snapshot, trainer)
+    loaded = [w.tolist() for w in model.get_weights()]
+    iteration = updater.iteration
+    trainer.run()
+    return {"weights": loaded, "iteration": iteration}
+
+
+# -- engine setup, run as a script ------------------------------------------------
+
+
+def _tensorflow_mirrored():
+    import tensorflow as tf  # noqa: TID251
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def main(mode: str, out: str) -> None:
+    import keras
+
+    results = {}
+    for kind in ("compiled", "custom"):
+        custom = kind == "custom"
+        where = os.path.join(out, kind)
+        if mode == "tf-mirrored":
+            if not results:
+                strategy = _tensorflow_mirrored()
+            with strategy.scope():
+                # Model and optimizer are built in the scope, as Keras asks.
+                results[kind] = train(custom, where)
+            results["replicas"] = strategy.num_replicas_in_sync
+        else:
+            raise SystemExit(f"unknown mode {mode!r}")
+    results["backend"] = keras.config.backend()
+    print("RESULT " + json.dumps(results), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,19 @@
+"""`MirroredStrategy` over 2 logical CPUs trains as one device does."""
+
+from __future__ import annotations
+
+import _compare
+import _launch
+import pytest
+
+pytestmark = [pytest.mark.backend("tensorflow"), pytest.mark.slow]
+
+
+def test_mirrored_strategy_matches_one_device(tmp_path):
+    out = str(tmp_path / "mirrored")
+    (run,) = _launch.finish([_launch.start("tf-mirrored", out)])
+    assert run["backend"] == "tensorflow"
+    assert run["replicas"] == 2
+    for kind in _compare.KINDS:
+        _compare.assert_matches(run[kind], _compare.reference(tmp_path, kind), split=2)
+        _compare.assert_resumes_on_one_device(out, kind, run[kind])
