@@ -11,20 +11,22 @@ Works under whichever `KERAS_BACKEND` is set.
         --resume result/snapshot_iter_235 --epoch 20
 
 It prints a table per epoch and writes `log`, `loss.png`,
-`accuracy.png` and `snapshot_iter_<iteration>` files to `--out`.
+`accuracy.png`, `snapshot_iter_<iteration>` files and the trained
+weights `model.h5` to `--out`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import keras
 import numpy as np
 
 import ktrainer
-from ktrainer import serializers, training
+from ktrainer import serializers
 from ktrainer.dataset import TupleDataset
 from ktrainer.iterators import SerialIterator
 from ktrainer.training import extensions
@@ -91,7 +93,10 @@ class _StderrHandler(logging.Handler):
 
 
 def setup_logging() -> None:
-    """Shows this script's and ktrainer's INFO messages (which snapshot loaded).
+    """Shows this script's and ktrainer's INFO messages.
+
+    ktrainer's `snapshot(autoload=True)` logs which snapshot it resumed
+    from, at which iteration and epoch; `--resume` logs the same here.
 
     The handler sits on the two loggers themselves: tensorflow's absl
     takes over the root logger and would drop INFO records.
@@ -104,38 +109,6 @@ def setup_logging() -> None:
             handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
             named.addHandler(handler)
-
-
-def log_autoload(snapshot_extension):
-    """Returns an extension that says where `--autoload` started from.
-
-    Its `initialize` runs after the snapshot extension's (a lower
-    priority initializes later), once the newest snapshot has been loaded
-    or none was found; its trigger never fires.
-    """
-
-    def report_autoload(trainer) -> None:
-        loaded_from = snapshot_extension.loaded_from
-        if loaded_from is None:
-            logger.info("autoload: no snapshot in %s, starting fresh", trainer.out)
-        else:
-            logger.info(
-                "autoload: resumed from %s at iteration %d (epoch %d)",
-                loaded_from,
-                trainer.updater.iteration,
-                trainer.updater.epoch,
-            )
-
-    @training.make_extension(
-        trigger=lambda trainer: False,
-        priority=snapshot_extension.priority - 1,
-        initializer=report_autoload,
-        needs_model_state=False,
-    )
-    def autoload_message(trainer) -> None:
-        pass
-
-    return autoload_message
 
 
 def main(argv=None) -> dict:
@@ -245,9 +218,12 @@ def main(argv=None) -> dict:
             updater.iteration,
             updater.epoch,
         )
-    if args.autoload:
-        trainer.extend(log_autoload(snapshot))
     trainer.run()
+    # The trained weights on their own, for inference: build the same model
+    # and `serializers.load_hdf5(path, model)` (see docs/getting-started.md).
+    model_path = os.path.join(args.out, "model.h5")
+    serializers.save_hdf5(model_path, model)
+    logger.info("saved the trained model to %s", model_path)
     return (
         trainer.get_extension("LogReport").log[-1]
         if trainer.get_extension("LogReport").log

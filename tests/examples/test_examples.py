@@ -52,28 +52,18 @@ def test_train_mnist_runs_and_learns(tmp_out):
 def test_train_mnist_autoload_resumes_and_says_so(tmp_out, caplog):
     example = _load("mnist/train_mnist.py")
     example.main(["--epoch", "2", "--out", tmp_out, "--no-progress"])
-    with caplog.at_level(logging.INFO, logger="train_mnist"):
+    with caplog.at_level(logging.INFO, logger="ktrainer"):
         last = example.main(
             ["--epoch", "3", "--out", tmp_out, "--no-progress", "--autoload"]
         )
     # The resumed run starts from the epoch-2 snapshot and trains one more.
     assert last["epoch"] == 3
     assert last["iteration"] == EPOCH_END[3]
-    expected = (
-        f"resumed from {os.path.join(tmp_out, 'snapshot_iter_47')} "
-        "at iteration 47 (epoch 2)"
-    )
-    assert any(expected in r.getMessage() for r in caplog.records), caplog.text
-
-
-def test_train_mnist_autoload_without_snapshot_starts_fresh(tmp_out, caplog):
-    example = _load("mnist/train_mnist.py")
-    with caplog.at_level(logging.INFO, logger="train_mnist"):
-        last = example.main(
-            ["--max-iterations", "3", "--out", tmp_out, "--no-progress", "--autoload"]
-        )
-    assert last == {}  # stopped before the first epoch's log entry
-    assert any("starting fresh" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "snapshot_iter_47" in m and "iteration 47" in m and "epoch 2" in m
+        for m in messages
+    ), messages
 
 
 def test_train_mnist_resume_flag_loads_the_named_snapshot(tmp_out, caplog):
