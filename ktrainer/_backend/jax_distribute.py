@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import keras
 
 
 def device_names(kind: str) -> list[str]:
@@ -30,6 +31,55 @@ def is_chief_process() -> bool:
     return jax.process_index() == 0
 
 
+# -- data-parallel steps -------------------------------------------------------
+
+
 def train_step_class(model, optimizer):
-    """Not distributed yet on this backend: the single-device step."""
-    return None
+    """`ShardedTrainStep` under a global `keras.distribution`, else `None`."""
+    if keras.distribution.distribution() is None:
+        return None
+    return ShardedTrainStep
+
+
+def shard_batch(distribution, data):
+    """This process's batch as global arrays laid out by `distribution`.
+
+    As `fit` does: each array is split along its batch axis over the
+    distribution's mesh; with several processes, each holds its share of
+    the global batch and `jax.make_array_from_process_local_data`
+    assembles the global array without moving data between processes.
+    """
+
+    def place(x):
+        if x is None:
+            return None
+        layout = distribution.get_data_layout(x.shape)
+        return jax.make_array_from_process_local_data(layout.backend_layout, x)
+
+    return keras.tree.map_structure(place, data)
+
+
+class ShardedTrainStep:
+    """The single-device step run on batches sharded by `keras.distribution`.
+
+    The model's variables were created under the distribution and so are
+    already placed by its layouts (replicated under `DataParallel`); the
+    jitted step then computes on the sharded batch as one program over
+    the mesh (XLA inserts the gradient all-reduce), so the result is the
+    global batch's, as on one device.
+    """
+
+    def __init__(self, model, optimizer, loss_fn=None) -> None:
+        from ktrainer import _backend
+
+        self.distribution = keras.distribution.distribution()
+        self._inner = _backend.TrainStep(model, optimizer, loss_fn)
+
+    def __call__(self, data):
+        return self._inner(shard_batch(self.distribution, data))
+
+    def __getattr__(self, name):
+        if name == "_inner":  # not built yet: no recursion
+            raise AttributeError(name)
+        # Everything else (sync, state handling) is the single-device step's.
+        return getattr(self._inner, name)

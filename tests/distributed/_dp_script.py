@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 N_EXAMPLES, N_IN, N_OUT, GLOBAL_BATCH, ITERATIONS = 32, 6, 3, 8, 6
+SHARD_SHAPES: list = []  # under jax: the shards of a batch the step got
 
 
 def data():
@@ -68,12 +69,23 @@ def make_updater(custom: bool, dataset, batch_size: int):
         loss = loss_fn(y, model(x, training=True))
         # What one replica (or process) sees of the batch.
         ktrainer.report({"examples": keras.ops.shape(x)[0]}, model)
+        if keras.config.backend() == "jax":
+            _record_shards(x)
         return loss
 
     updater = ktrainer.StandardUpdater(
         iterator, optimizer, model=model, loss_func=loss_func
     )
     return updater, model
+
+
+def _record_shards(x) -> None:
+    import jax  # noqa: TID251
+
+    # Called while the step is traced: the sharding the step computes with.
+    jax.debug.inspect_array_sharding(
+        x, callback=lambda s: SHARD_SHAPES.append(list(s.shard_shape(x.shape)))
+    )
 
 
 def train(custom: bool, out: str, share=None, batch_size: int = GLOBAL_BATCH):
@@ -136,6 +148,12 @@ def main(mode: str, out: str) -> None:
                 # Model and optimizer are built in the scope, as Keras asks.
                 results[kind] = train(custom, where)
             results["replicas"] = strategy.num_replicas_in_sync
+        elif mode == "jax-dp":
+            distribution = keras.distribution.DataParallel()
+            keras.distribution.set_distribution(distribution)
+            results[kind] = train(custom, where)
+            results["replicas"] = len(distribution.device_mesh.devices.flat)
+            results["shard_shapes"] = SHARD_SHAPES
         else:
             raise SystemExit(f"unknown mode {mode!r}")
     results["backend"] = keras.config.backend()
