@@ -25,7 +25,10 @@ def test_missing_package_error_names_the_extra(
     monkeypatch, package, importer, feature, extra
 ):
     monkeypatch.setitem(sys.modules, package, None)
-    message = f"{feature} needs {package}: pip install 'ktrainer[{extra}]'"
+    message = (
+        f"{feature} needs {package}: pip install {package}, or the {extra} "
+        f"extra (pip install '.[{extra}]' in a ktrainer checkout)"
+    )
     with pytest.raises(ImportError, match=f"^{re.escape(message)}$") as info:
         importer(feature)
     assert isinstance(info.value.__cause__, ImportError)

@@ -13,7 +13,12 @@ import types
 
 
 def _missing(feature: str, package: str, extra: str) -> ImportError:
-    return ImportError(f"{feature} needs {package}: pip install 'ktrainer[{extra}]'")
+    # ktrainer is installed from a checkout until it is on a package index,
+    # so the message gives the command that works there too.
+    return ImportError(
+        f"{feature} needs {package}: pip install {package}, or the {extra} "
+        f"extra (pip install '.[{extra}]' in a ktrainer checkout)"
+    )
 
 
 def import_matplotlib(feature: str = "Plotting") -> types.ModuleType:
@@ -34,7 +39,7 @@ def import_matplotlib(feature: str = "Plotting") -> types.ModuleType:
 
     Raises:
         ImportError: if matplotlib is not installed; the message names the
-            `ktrainer[plot]` extra.
+            `plot` extra.
     """
     try:
         import matplotlib

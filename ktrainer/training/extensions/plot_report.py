@@ -62,7 +62,7 @@ class PlotReport(extension.Extension):
     The figure is drawn with matplotlib's object-oriented API on an Agg
     canvas, so the user's matplotlib backend is never changed and no
     window opens. matplotlib is optional: without it the constructor
-    raises an `ImportError` naming `pip install 'ktrainer[plot]'`, where
+    raises an `ImportError` naming the `plot` extra, where
     Chainer warns and skips plotting; `PlotReport.available()` tells
     whether plotting works.
 

@@ -110,7 +110,7 @@ class VariableStatisticsPlot(extension.Extension):
     iteration. It is drawn with matplotlib's object-oriented API on an Agg
     canvas, so the user's matplotlib backend is never changed. Without
     matplotlib the constructor raises an `ImportError` naming
-    `pip install 'ktrainer[plot]'`, where Chainer warns and skips plotting.
+    the `plot` extra, where Chainer warns and skips plotting.
 
     Gradients are not plotted: Keras keeps no gradients on the variables
     between steps (Chainer's `Variable.grad`), so `report_grad` defaults to

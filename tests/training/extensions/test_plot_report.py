@@ -185,7 +185,7 @@ def test_serialize_round_trip_of_the_extension_alone(tmp_path):
 def test_missing_matplotlib_raises_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert PlotReport.available() is False
-    message = "PlotReport needs matplotlib: pip install 'ktrainer[plot]'"
+    message = "PlotReport needs matplotlib: pip install matplotlib, or the plot extra"
     with pytest.raises(ImportError, match=re.escape(message)):
         PlotReport("main/loss")
 

@@ -172,7 +172,7 @@ def test_missing_matplotlib_raises_naming_the_extra(monkeypatch):
     layer = built_dense()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert VariableStatisticsPlot.available() is False
-    message = "VariableStatisticsPlot needs matplotlib: pip install 'ktrainer[plot]'"
+    message = "VariableStatisticsPlot needs matplotlib: pip install matplotlib, or"
     with pytest.raises(ImportError, match=re.escape(message)):
         VariableStatisticsPlot(layer)
 
