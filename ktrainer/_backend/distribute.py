@@ -21,8 +21,11 @@ can change independently; like it, the module matching
   global `keras.distribution` under jax, an initialized
   `torch.distributed` group), else `None`. It raises for optimizer
   settings that would silently compute something else there.
-- `make_train_step(model, optimizer, loss_fn=None)`: that step, or the
-  single-device `TrainStep`.
+- `minimizer_class(model, optimizer)`: the same for `Minimizer` (the
+  step of `StandardUpdater.minimize`).
+- `make_train_step(model, optimizer, loss_fn=None)` and
+  `make_minimizer(model, optimizer, others, loss_fn)`: the data-parallel
+  step, or the single-device one.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if BACKEND == "jax":
         device_exists,
         device_names,
         is_chief_process,
+        minimizer_class,
         process_count,
         process_rank,
         train_step_class,
@@ -45,6 +49,7 @@ elif BACKEND == "tensorflow":
         device_exists,
         device_names,
         is_chief_process,
+        minimizer_class,
         process_count,
         process_rank,
         train_step_class,
@@ -54,6 +59,7 @@ elif BACKEND == "torch":
         device_exists,
         device_names,
         is_chief_process,
+        minimizer_class,
         process_count,
         process_rank,
         train_step_class,
@@ -66,8 +72,21 @@ def make_train_step(model, optimizer, loss_fn=None):
     """The train step for `model`: data-parallel when it is set up so."""
     from ktrainer import _backend
 
-    step_class = train_step_class(model, optimizer) or _backend.TrainStep
-    return step_class(model, optimizer, loss_fn)
+    step_class = train_step_class(model, optimizer)
+    if step_class is None:
+        step_class = _backend.TrainStep
+    extra = () if loss_fn is None else (loss_fn,)
+    return step_class(model, optimizer, *extra)
+
+
+def make_minimizer(model, optimizer, others, loss_fn):
+    """The `minimize` step for `model`: data-parallel when it is set up so."""
+    from ktrainer import _backend
+
+    step_class = minimizer_class(model, optimizer)
+    if step_class is None:
+        step_class = _backend.Minimizer
+    return step_class(model, optimizer, others, loss_fn)
 
 
 __all__ = [
@@ -75,7 +94,9 @@ __all__ = [
     "device_exists",
     "device_names",
     "is_chief_process",
+    "make_minimizer",
     "make_train_step",
+    "minimizer_class",
     "process_count",
     "process_rank",
     "train_step_class",

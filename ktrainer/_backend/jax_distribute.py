@@ -41,6 +41,13 @@ def train_step_class(model, optimizer):
     return ShardedTrainStep
 
 
+def minimizer_class(model, optimizer):
+    """`ShardedMinimizer` under a global `keras.distribution`, else `None`."""
+    if keras.distribution.distribution() is None:
+        return None
+    return ShardedMinimizer
+
+
 def shard_batch(distribution, data):
     """This process's batch as global arrays laid out by `distribution`.
 
@@ -51,8 +58,8 @@ def shard_batch(distribution, data):
     """
 
     def place(x):
-        if x is None:
-            return None
+        if len(getattr(x, "shape", ())) < 1:
+            return x  # None, Python numbers: the same everywhere
         layout = distribution.get_data_layout(x.shape)
         return jax.make_array_from_process_local_data(layout.backend_layout, x)
 
@@ -73,7 +80,8 @@ class ShardedTrainStep:
         from ktrainer import _backend
 
         self.distribution = keras.distribution.distribution()
-        self._inner = _backend.TrainStep(model, optimizer, loss_fn)
+        extra = () if loss_fn is None else (loss_fn,)
+        self._inner = _backend.TrainStep(model, optimizer, *extra)
 
     def __call__(self, data):
         return self._inner(shard_batch(self.distribution, data))
@@ -82,4 +90,23 @@ class ShardedTrainStep:
         if name == "_inner":  # not built yet: no recursion
             raise AttributeError(name)
         # Everything else (sync, state handling) is the single-device step's.
+        return getattr(self._inner, name)
+
+
+class ShardedMinimizer:
+    """`minimize` on arguments sharded by `keras.distribution` (see above)."""
+
+    def __init__(self, model, optimizer, others, loss_fn) -> None:
+        from ktrainer import _backend
+
+        self.distribution = keras.distribution.distribution()
+        self._inner = _backend.Minimizer(model, optimizer, others, loss_fn)
+
+    def __call__(self, args, kwargs):
+        args, kwargs = shard_batch(self.distribution, (tuple(args), dict(kwargs)))
+        return self._inner(args, kwargs)
+
+    def __getattr__(self, name):
+        if name == "_inner":
+            raise AttributeError(name)
         return getattr(self._inner, name)

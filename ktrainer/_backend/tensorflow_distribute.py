@@ -73,6 +73,15 @@ def train_step_class(model, optimizer):
     return StrategyTrainStep
 
 
+def minimizer_class(model, optimizer):
+    """`StrategyMinimizer` for a model built in a strategy scope, else `None`."""
+    strategy = _strategy(model)
+    if strategy is None:
+        return None
+    _check_optimizer(strategy, optimizer)
+    return StrategyMinimizer
+
+
 def _check_optimizer(strategy, optimizer) -> None:
     name = type(strategy).__name__
     if getattr(optimizer, "_distribution_strategy", None) is not strategy:
@@ -100,17 +109,25 @@ def _check_optimizer(strategy, optimizer) -> None:
         )
 
 
+def _batched(x) -> bool:
+    return x is not None and len(getattr(x, "shape", ())) >= 1
+
+
 def split_batch(strategy, data):
-    """This process's batch split along axis 0 into one part per local replica."""
+    """This process's batch split along axis 0 into one part per local replica.
+
+    Arrays (of at least one dimension) are split; anything else (`None`,
+    Python numbers) goes to every replica as it is.
+    """
     local = len(strategy.extended.worker_devices)
     flat = tf.nest.flatten(data)
-    sizes = {int(x.shape[0]) for x in flat if x is not None}
-    if len(sizes) != 1:
+    sizes = {int(x.shape[0]) for x in flat if _batched(x)}
+    if len(sizes) > 1:
         raise ValueError(
             "batch must have one batch size in all its arrays to be split "
             f"across replicas. Received: batch sizes {sorted(sizes)}"
         )
-    (size,) = sizes
+    size = sizes.pop() if sizes else local
     if size < local:
         raise ValueError(
             f"batch must hold at least one example per replica ({local}). "
@@ -122,7 +139,7 @@ def split_batch(strategy, data):
         # Replica ids are global; this process holds `local` consecutive ones.
         i = context.replica_id_in_sync_group % local
         lo, hi = bounds[i], bounds[i + 1]
-        parts = [None if x is None else tf.convert_to_tensor(x[lo:hi]) for x in flat]
+        parts = [tf.convert_to_tensor(x[lo:hi]) if _batched(x) else x for x in flat]
         return tf.nest.pack_sequence_as(data, parts)
 
     return strategy.experimental_distribute_values_from_function(value_fn)
@@ -240,3 +257,49 @@ class StrategyTrainStep:
 
     def sync(self) -> None:
         """Nothing to do: the strategy updates the variables in place."""
+
+
+class StrategyMinimizer:
+    """`minimize` under the model's strategy: the custom-loss counterpart.
+
+    The arguments' arrays are split along axis 0 over the replicas; each
+    replica differentiates the loss with respect to `model`'s trainable
+    variables and `optimizer.apply` sums the replicas' gradients. The
+    loss is taken as Keras scales it in a replica (a Keras loss divides
+    its mean by the number of replicas) and reported unscaled; the loss
+    and observations returned are means over all replicas, reduced in
+    one collective. Other models the loss calls are read, not stepped.
+    """
+
+    def __init__(self, model, optimizer, others, loss_fn) -> None:
+        del others  # read through the loss; nothing of theirs is stepped
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = _strategy(model)
+        self._loss_fn = loss_fn
+        self._packer = _Packer()
+        with self.strategy.scope():
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+        strategy = self.strategy
+
+        def step(data):
+            packed = strategy.run(self._replica_step, args=(data,))
+            return strategy.reduce(tf.distribute.ReduceOp.MEAN, packed, axis=None)
+
+        self._fn = tf.function(step, reduce_retracing=True, autograph=False)
+
+    def _replica_step(self, data):
+        args, kwargs = data
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, observations = self._loss_fn(args, kwargs)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, [v.value for v in variables])
+        self.optimizer.apply(grads, variables)
+        replicas = self.strategy.num_replicas_in_sync
+        return self._packer.pack((loss * replicas, observations))
+
+    def __call__(self, args, kwargs):
+        data = split_batch(self.strategy, (tuple(args), dict(kwargs)))
+        return self._packer.unpack(self._fn(data))

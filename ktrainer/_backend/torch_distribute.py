@@ -37,3 +37,8 @@ def is_chief_process() -> bool:
 def train_step_class(model, optimizer):
     """Not distributed yet on this backend: the single-device step."""
     return None
+
+
+def minimizer_class(model, optimizer):
+    """Not distributed yet on this backend: the single-device minimizer."""
+    return None
