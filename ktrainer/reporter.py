@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from ktrainer import _backend
+from ktrainer._backend import distribute
 from ktrainer.serializers import Deserializer
 
 __all__ = [
@@ -146,7 +147,10 @@ class Reporter:
 
         Values are stored as given (a backend tensor stays a tensor, so
         reporting never waits for the device); torch tensors are detached
-        from their autograd graph first.
+        from their autograd graph first. When several torch processes
+        train together (an initialized `torch.distributed` group), each
+        value is the mean over the processes: every process must report
+        the same keys in the same order.
 
         Args:
             values: observed values by key.
@@ -161,6 +165,10 @@ class Reporter:
                 "values must be a dict of observed values. "
                 f"Received: values of type {type(values).__name__}"
             )
+        if distribute.reduces_reports():
+            # Each process stepped on its own share: report the mean over
+            # processes, in one collective for the whole dict.
+            values = distribute.mean_over_processes(values)
         observation = self.observation
         if observer is None:
             for key, value in values.items():

@@ -23,6 +23,10 @@ can change independently; like it, the module matching
   settings that would silently compute something else there.
 - `minimizer_class(model, optimizer)`: the same for `Minimizer` (the
   step of `StandardUpdater.minimize`).
+- `reduces_reports()`, `mean_over_processes(values)`: whether reported
+  values must be averaged over processes by the Reporter (torch, where
+  each rank's step reports its own batch), and that average of a dict
+  of values in one collective.
 - `make_train_step(model, optimizer, loss_fn=None)` and
   `make_minimizer(model, optimizer, others, loss_fn)`: the data-parallel
   step, or the single-device one.
@@ -39,9 +43,11 @@ if BACKEND == "jax":
         device_exists,
         device_names,
         is_chief_process,
+        mean_over_processes,
         minimizer_class,
         process_count,
         process_rank,
+        reduces_reports,
         train_step_class,
     )
 elif BACKEND == "tensorflow":
@@ -49,9 +55,11 @@ elif BACKEND == "tensorflow":
         device_exists,
         device_names,
         is_chief_process,
+        mean_over_processes,
         minimizer_class,
         process_count,
         process_rank,
+        reduces_reports,
         train_step_class,
     )
 elif BACKEND == "torch":
@@ -59,9 +67,11 @@ elif BACKEND == "torch":
         device_exists,
         device_names,
         is_chief_process,
+        mean_over_processes,
         minimizer_class,
         process_count,
         process_rank,
+        reduces_reports,
         train_step_class,
     )
 else:  # ktrainer._backend already refuses other backends
@@ -96,8 +106,10 @@ __all__ = [
     "is_chief_process",
     "make_minimizer",
     "make_train_step",
+    "mean_over_processes",
     "minimizer_class",
     "process_count",
     "process_rank",
+    "reduces_reports",
     "train_step_class",
 ]

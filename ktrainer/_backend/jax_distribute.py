@@ -110,3 +110,12 @@ class ShardedMinimizer:
         if name == "_inner":
             raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+def reduces_reports() -> bool:
+    """Reported values are already means over replicas: the step reduces them."""
+    return False
+
+
+def mean_over_processes(values: dict) -> dict:
+    return dict(values)

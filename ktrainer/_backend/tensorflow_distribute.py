@@ -303,3 +303,12 @@ class StrategyMinimizer:
     def __call__(self, args, kwargs):
         data = split_batch(self.strategy, (tuple(args), dict(kwargs)))
         return self._packer.unpack(self._fn(data))
+
+
+def reduces_reports() -> bool:
+    """Reported values are already means over replicas: the step reduces them."""
+    return False
+
+
+def mean_over_processes(values: dict) -> dict:
+    return dict(values)

@@ -10,9 +10,10 @@ import numpy as np
 KINDS = ("compiled", "custom")
 
 
-def reference(tmp_path, kind: str) -> dict:
+def reference(tmp_path, kind: str, order=None) -> dict:
     """The same training on one device, in this (single-device) process."""
-    return _dp_script.train(kind == "custom", str(tmp_path / f"reference-{kind}"))
+    out = str(tmp_path / f"reference-{kind}")
+    return _dp_script.train(kind == "custom", out, order=order)
 
 
 def assert_matches(run: dict, expected: dict, *, split: int) -> None:

@@ -88,13 +88,18 @@ def _record_shards(x) -> None:
     )
 
 
-def train(custom: bool, out: str, share=None, batch_size: int = GLOBAL_BATCH):
+def train(
+    custom: bool, out: str, share=None, batch_size: int = GLOBAL_BATCH, order=None
+):
     """Trains ITERATIONS steps with a log and a final snapshot; returns results."""
     from ktrainer import Trainer
     from ktrainer.dataset import TupleDataset
     from ktrainer.training import extensions
 
-    dataset = share if share is not None else TupleDataset(*data())
+    x, y = data()
+    if order is not None:
+        x, y = x[order], y[order]
+    dataset = share if share is not None else TupleDataset(x, y)
     updater, model = make_updater(custom, dataset, batch_size)
     trainer = Trainer(updater, (ITERATIONS, "iteration"), out=out)
     trainer.extend(extensions.LogReport(trigger=(2, "iteration")))
@@ -134,10 +139,37 @@ def _tensorflow_mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
-def main(mode: str, out: str) -> None:
+def _torch_gloo(rank: int, world: int, port: int) -> None:
+    import torch.distributed as dist  # noqa: TID251
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+
+
+def interleaved_order(world: int) -> np.ndarray:
+    """The example order whose global batches are those of `world` processes.
+
+    Process `r` steps on its share's `k`-th batch at step `k`; the global
+    batch `k` is those batches side by side.
+    """
+    from ktrainer.distributed._scatter import shard_indices
+
+    shares = [shard_indices(N_EXAMPLES, r, world) for r in range(world)]
+    local = GLOBAL_BATCH // world
+    steps = len(shares[0]) // local
+    return np.concatenate(
+        [s[k * local : (k + 1) * local] for k in range(steps) for s in shares]
+    )
+
+
+def main(mode: str, out: str, *process: str) -> None:
     import keras
 
     results = {}
+    if mode == "torch-gloo":
+        rank, world, port = (int(p) for p in process)
+        _torch_gloo(rank, world, port)
     for kind in ("compiled", "custom"):
         custom = kind == "custom"
         where = os.path.join(out, kind)
@@ -148,6 +180,16 @@ def main(mode: str, out: str) -> None:
                 # Model and optimizer are built in the scope, as Keras asks.
                 results[kind] = train(custom, where)
             results["replicas"] = strategy.num_replicas_in_sync
+        elif mode == "torch-gloo":
+            from ktrainer import distributed
+            from ktrainer.dataset import TupleDataset
+
+            share = distributed.scatter_dataset(TupleDataset(*data()))
+            batch = GLOBAL_BATCH // distributed.world_size()
+            results[kind] = train(custom, where, share=share, batch_size=batch)
+            results["rank"] = distributed.rank()
+            results["world_size"] = distributed.world_size()
+            results["chief"] = distributed.is_chief()
         elif mode == "jax-dp":
             distribution = keras.distribution.DataParallel()
             keras.distribution.set_distribution(distribution)
@@ -162,4 +204,4 @@ def main(mode: str, out: str) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

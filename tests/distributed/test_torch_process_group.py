@@ -1,0 +1,31 @@
+"""Two gloo ranks on 127.0.0.1 train as one device on the global batch."""
+
+from __future__ import annotations
+
+import os
+
+import _compare
+import _dp_script
+import _launch
+import pytest
+
+pytestmark = [pytest.mark.backend("torch"), pytest.mark.slow]
+
+
+def test_two_gloo_ranks_match_one_device(tmp_path):
+    port = str(_launch.free_port())
+    outs = [str(tmp_path / f"rank{r}") for r in range(2)]
+    runs = _launch.finish(
+        [_launch.start("torch-gloo", outs[r], str(r), "2", port) for r in range(2)]
+    )
+    assert [(r["rank"], r["world_size"], r["chief"]) for r in runs] == [
+        (0, 2, True),
+        (1, 2, False),
+    ]
+    order = _dp_script.interleaved_order(2)
+    for kind in _compare.KINDS:
+        expected = _compare.reference(tmp_path, kind, order=order)
+        for run in runs:  # every rank holds the same weights and logs
+            _compare.assert_matches(run[kind], expected, split=2)
+        _compare.assert_resumes_on_one_device(outs[0], kind, runs[0][kind])
+    assert os.path.exists(os.path.join(outs[0], "compiled", "log"))
