@@ -244,8 +244,9 @@ def test_tensorboard_writes_the_epoch_scalars(tmp_out):
     for package in ("tensorboard", "tensorflow"):
         if importlib.util.find_spec(package) is None:
             pytest.fail(
-                f"{package} is missing: Keras's TensorBoard callback needs "
-                "tensorboard and tensorflow under every backend"
+                f"{package} is missing: Keras's TensorBoard callback writes "
+                "through tf.summary under every backend, so each test env "
+                "needs tensorboard and tensorflow-cpu"
             )
     from tensorboard.backend.event_processing import event_accumulator
 
