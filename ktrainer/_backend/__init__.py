@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import keras
 
+from ktrainer._backend._common import check_built
+
 BACKEND = keras.config.backend()
 
 if BACKEND == "jax":
     from ktrainer._backend.jax import (
+        Minimizer,
         TestStep,
         TrainStep,
         device_scope,
@@ -20,6 +23,7 @@ if BACKEND == "jax":
     )
 elif BACKEND == "tensorflow":
     from ktrainer._backend.tensorflow import (
+        Minimizer,
         TestStep,
         TrainStep,
         device_scope,
@@ -28,6 +32,7 @@ elif BACKEND == "tensorflow":
     )
 elif BACKEND == "torch":
     from ktrainer._backend.torch import (
+        Minimizer,
         TestStep,
         TrainStep,
         device_scope,
@@ -42,8 +47,10 @@ else:
 
 __all__ = [
     "BACKEND",
+    "Minimizer",
     "TestStep",
     "TrainStep",
+    "check_built",
     "device_scope",
     "host_view",
     "serialize_rng_state",

@@ -36,4 +36,65 @@ def keras_logs(logs) -> dict:
     return dict(logs)
 
 
-__all__ = ["keras", "keras_logs", "metric_reset_values", "require_built"]
+def minimize_variables(model, others) -> tuple[list, list, list]:
+    """The variables a `Minimizer` of `model` touches, each once.
+
+    Returns `(stepped, read, state)`: `model`'s trainable variables (the
+    ones differentiated and stepped); the other models' trainable
+    variables (read only); every model's non-trainable variables (read,
+    and written back as a training call leaves them, e.g. BatchNorm
+    statistics and seed generator states). A variable shared by several
+    models (a combined GAN model) belongs to the first group it is in.
+    """
+    seen: set[int] = set()
+
+    def unique(variables):
+        kept = []
+        for variable in variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                kept.append(variable)
+        return kept
+
+    stepped = unique(model.trainable_variables)
+    read = unique(v for other in others for v in other.trainable_variables)
+    state = unique(v for m in (model, *others) for v in m.non_trainable_variables)
+    return stepped, read, state
+
+
+def is_array(value) -> bool:
+    """Whether a `minimize` argument is data (traced) rather than static.
+
+    Arrays and tensors are inputs of the compiled step; anything else (a
+    model, a Python number, a string) is fixed when it is compiled, as
+    `tf.function` treats Python values.
+    """
+    return (
+        hasattr(value, "shape")
+        and hasattr(value, "dtype")
+        and not isinstance(value, keras.Variable)
+    )
+
+
+def check_built(models) -> None:
+    """Raises unless every model has its variables (see `Minimizer`)."""
+    for name, model in models.items():
+        if not model.built:
+            raise ValueError(
+                f"model {name!r} must be built before it is trained with "
+                "minimize(): give it a keras.Input or call "
+                "model.build(input_shape) first, so its variables exist "
+                "before the step is compiled. "
+                f"Received: model[{name!r}]={model.name!r}, not built"
+            )
+
+
+__all__ = [
+    "check_built",
+    "is_array",
+    "keras",
+    "keras_logs",
+    "metric_reset_values",
+    "minimize_variables",
+    "require_built",
+]

@@ -18,6 +18,14 @@ live behind this seam, one module per backend with the same names:
   state as arrays between steps, as `fit` does; elsewhere a no-op) and
   makes the next call re-read the variables, so changes that extensions
   make to variables (a new learning rate, loaded weights) take effect.
+- `Minimizer(model, optimizer, others, loss_fn)`: one compiled step per
+  call `minimizer(args, kwargs)` of `optimizer` on `model`'s trainable
+  variables, against `loss_fn(args, kwargs) -> (loss, observations)`,
+  which may call the `others` models: their variables are read, and
+  their non-trainable ones (BatchNorm statistics, seed states) updated,
+  but not differentiated. The Keras variables hold the new values after
+  each call. Array leaves of `args`/`kwargs` are inputs, other leaves
+  are static (`_common.is_array`).
 - `TestStep(model)`: `reset()`, `__call__(data)` accumulates the compiled
   loss and metrics over batches, `result()` returns their logs, exactly
   as `model.evaluate` computes them.

@@ -9,7 +9,12 @@ import jax.numpy as jnp
 import numpy
 from keras import StatelessScope
 
-from ktrainer._backend._common import metric_reset_values, require_built
+from ktrainer._backend._common import (
+    is_array,
+    metric_reset_values,
+    minimize_variables,
+    require_built,
+)
 
 
 def serialize_rng_state(serializer) -> None:
@@ -124,6 +129,75 @@ class TrainStep:
 def _current(scope, ref, old):
     value = scope.get_current_value(ref)
     return old if value is None else value
+
+
+class Minimizer:
+    """One jitted step of `optimizer` on `model` against a loss of any models.
+
+    Functional, like `fit`'s step: the loss runs under a `StatelessScope`
+    mapping every variable to an array, is differentiated with respect to
+    `model`'s trainable arrays only, and the new arrays are written back
+    into the Keras variables after each call (without donation, so arrays
+    that someone still holds stay valid).
+    """
+
+    def __init__(self, model, optimizer, others, loss_fn) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self._loss_fn = loss_fn
+        self._groups = minimize_variables(model, others)
+        if not optimizer.built:
+            optimizer.build(self._groups[0])
+        # Non-array arguments (models, Python numbers) are static.
+        self._jitted = jax.jit(self._step, static_argnums=(5, 6))
+
+    def _step(self, stepped, read, state, opt_vars, arrays, treedef, static):
+        stepped_vars, read_vars, state_vars = self._groups
+        fixed = dict(static)
+        arrays = iter(arrays)
+        leaves = [
+            fixed[i] if i in fixed else next(arrays) for i in range(treedef.num_leaves)
+        ]
+        args, kwargs = jax.tree.unflatten(treedef, leaves)
+
+        def compute(stepped):
+            mapping = [
+                *zip(stepped_vars, stepped),
+                *zip(read_vars, read),
+                *zip(state_vars, state),
+            ]
+            with StatelessScope(state_mapping=mapping) as scope:
+                loss, observations = self._loss_fn(args, kwargs)
+                scaled = self.optimizer.scale_loss(loss)
+            new_state = [
+                _current(scope, ref, old) for ref, old in zip(state_vars, state)
+            ]
+            return scaled, (loss, observations, new_state)
+
+        grad_fn = jax.value_and_grad(compute, has_aux=True)
+        (_, (loss, observations, state)), grads = grad_fn(stepped)
+        stepped, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, stepped)
+        return loss, observations, stepped, state, opt_vars
+
+    def __call__(self, args, kwargs):
+        stepped_vars, read_vars, state_vars = self._groups
+        opt = self.optimizer.variables
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+        arrays = [leaf for leaf in leaves if is_array(leaf)]
+        static = tuple((i, leaf) for i, leaf in enumerate(leaves) if not is_array(leaf))
+        loss, observations, stepped, state, opt_values = self._jitted(
+            [v.value for v in stepped_vars],
+            [v.value for v in read_vars],
+            [v.value for v in state_vars],
+            [v.value for v in opt],
+            arrays,
+            treedef,
+            static,
+        )
+        _write(stepped_vars, stepped)
+        _write(state_vars, state)
+        _write(opt, opt_values)
+        return loss, observations
 
 
 class TestStep:

@@ -7,7 +7,11 @@ import contextlib
 import numpy
 import tensorflow as tf
 
-from ktrainer._backend._common import metric_reset_values, require_built
+from ktrainer._backend._common import (
+    metric_reset_values,
+    minimize_variables,
+    require_built,
+)
 
 
 def serialize_rng_state(serializer) -> None:
@@ -86,6 +90,34 @@ class TrainStep:
 
     def sync(self) -> None:
         """Nothing to do: TensorFlow steps update the variables in place."""
+
+
+class Minimizer:
+    """One `tf.function` step of `optimizer` on `model` against any loss.
+
+    A `GradientTape` records the loss (which may call other models: their
+    variables are read, and their non-trainable state assigned, in place)
+    and the gradients of `model`'s trainable variables are applied.
+    """
+
+    def __init__(self, model, optimizer, others, loss_fn) -> None:
+        self.optimizer = optimizer
+        self._loss_fn = loss_fn
+        self._stepped = minimize_variables(model, others)[0]
+        if not optimizer.built:
+            optimizer.build(self._stepped)
+        self._fn = tf.function(self._step, reduce_retracing=True, autograph=False)
+
+    def _step(self, args, kwargs):
+        with tf.GradientTape() as tape:
+            loss, observations = self._loss_fn(args, kwargs)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, [v.value for v in self._stepped])
+        self.optimizer.apply(grads, self._stepped)
+        return loss, observations
+
+    def __call__(self, args, kwargs):
+        return self._fn(args, kwargs)
 
 
 class TestStep:

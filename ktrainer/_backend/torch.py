@@ -7,7 +7,12 @@ import contextlib
 import numpy
 import torch
 
-from ktrainer._backend._common import metric_reset_values, require_built
+from ktrainer._backend._common import (
+    is_array,
+    metric_reset_values,
+    minimize_variables,
+    require_built,
+)
 
 
 def serialize_rng_state(serializer) -> None:
@@ -46,12 +51,15 @@ def device_scope(name):
     return keras.device(name)
 
 
-def _to_tensors(data):
+def _to_tensors(data, only=None):
     import keras
 
-    return keras.tree.map_structure(
-        lambda a: a if a is None else keras.ops.convert_to_tensor(a), data
-    )
+    def convert(a):
+        if a is None or (only is not None and not only(a)):
+            return a
+        return keras.ops.convert_to_tensor(a)
+
+    return keras.tree.map_structure(convert, data)
 
 
 class TrainStep:
@@ -110,6 +118,39 @@ class TrainStep:
     def sync(self) -> None:
         # An extension (an evaluator) may have switched modules to eval mode.
         self._in_train_mode = False
+
+
+class Minimizer:
+    """One eager step of `optimizer` on `model` against a loss of any models.
+
+    Gradients are taken with `torch.autograd.grad` for `model`'s trainable
+    variables only, so the other models the loss calls get no `.grad`.
+    """
+
+    def __init__(self, model, optimizer, others, loss_fn) -> None:
+        self.optimizer = optimizer
+        self._loss_fn = loss_fn
+        self._models = (model, *others)
+        self._stepped = minimize_variables(model, others)[0]
+        if not optimizer.built:
+            optimizer.build(self._stepped)
+
+    def __call__(self, args, kwargs):
+        args, kwargs = _to_tensors((args, kwargs), only=is_array)
+        for model in self._models:
+            model.train()  # like fit: torch modules in training mode
+        loss, observations = self._loss_fn(args, kwargs)
+        grads = torch.autograd.grad(
+            self.optimizer.scale_loss(loss), [v.value for v in self._stepped]
+        )
+        with torch.no_grad():
+            self.optimizer.apply(list(grads), self._stepped)
+        # Reported values must not keep the autograd graph alive.
+        observations = {
+            k: v.detach() if isinstance(v, torch.Tensor) else v
+            for k, v in observations.items()
+        }
+        return loss.detach(), observations
 
 
 class TestStep:

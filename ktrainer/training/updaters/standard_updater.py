@@ -58,7 +58,33 @@ class StandardUpdater(Updater):
     arguments, an array as one argument) and returns a scalar loss; it may
     call `ktrainer.report`. Gradients are taken with respect to the
     model's trainable variables. Unless it reports `'main/loss'` itself,
-    the loss is reported under that key.
+    the loss is reported under that key. `update_core` runs it through
+    `minimize('main', loss_func, ...)`.
+
+    Custom updaters (a GAN, several losses) override `update_core` and
+    call `minimize(name, loss_func, *args, **kwargs)` once per optimizer,
+    as Chainer's `optimizer.update(lossfun, *args)`: one compiled step in
+    which optimizer `name` updates model `name` only. The same code runs
+    on every backend. Such a subclass needs no `loss_func`:
+
+    ```python
+    class GANUpdater(StandardUpdater):
+        def update_core(self):
+            x = self.converter(next(self.get_iterator()), self.device)
+            z = np.random.normal(size=(len(x), 100)).astype("float32")
+            gen, dis = self.get_model("gen"), self.get_model("dis")
+            self.minimize("dis", loss_dis, gen, dis, x, z)
+            self.minimize("gen", loss_gen, gen, dis, z)
+
+    updater = GANUpdater(
+        iterator, {"gen": opt_g, "dis": opt_d}, model={"gen": g, "dis": d}
+    )
+    ```
+
+    Arguments of `minimize` that are arrays are inputs of the compiled
+    step; anything else (a model, a Python number) is fixed when it is
+    compiled, as `tf.function` treats Python values, so pass numbers that
+    change as numpy scalars.
 
     Args:
         iterator: a ktrainer iterator, or a dict of them with a `'main'`.
@@ -113,7 +139,10 @@ class StandardUpdater(Updater):
                 f"loss_scale must be positive. Received: loss_scale={loss_scale!r}"
             )
         self._iterators = iterators
-        self._models, self._optimizers = _resolve_models(optimizer, model, loss_func)
+        custom = type(self).update_core is not StandardUpdater.update_core
+        self._models, self._optimizers = _resolve_models(
+            optimizer, model, loss_func or custom
+        )
         if loss_scale is not None:
             for opt in self._optimizers.values():
                 opt.loss_scale_factor = float(loss_scale)
@@ -130,6 +159,7 @@ class StandardUpdater(Updater):
         self.auto_new_epoch = auto_new_epoch
         self.iteration = 0
         self._steps: dict[str, Any] = {}
+        self._minimizers: dict[tuple, Any] = {}
         self._report_keys: dict[str, list] = {}
         self._trainer = None
         self._defer_sync = False
@@ -203,41 +233,86 @@ class StandardUpdater(Updater):
     def update_core(self) -> None:
         """Steps the `'main'` model on the next batch of the `'main'` iterator."""
         batch = next(self._iterators["main"])
-        self.step("main", self.converter(batch, self.device))
+        in_arrays = self.converter(batch, self.device)
+        if self.loss_func is None:
+            self.step("main", in_arrays)
+            return
+        args, kwargs = _as_arguments(in_arrays)
+        loss, observations = self._minimize("main", self.loss_func, args, kwargs)
+        if "main/loss" not in observations:
+            observations = {**observations, "main/loss": loss}
+        reporter_module.report(observations)
+
+    def minimize(self, name: str, loss_func: Callable, *args, **kwargs) -> Any:
+        """Runs one optimization step of model `name` against `loss_func`.
+
+        Optimizer `name` updates the trainable variables of model `name`
+        to reduce `loss_func(*args, **kwargs)`, in one step compiled as
+        the backend compiles a training step (jit on jax, a `tf.function`
+        on tensorflow, eager on torch), once per `(name, loss_func)`.
+        The loss may call any of the updater's models (call them with
+        `training=True`): the others are read with their current weights
+        and their non-trainable state (BatchNorm statistics) is updated,
+        but they are not differentiated or stepped. `ktrainer.report`
+        works inside the loss. Every model must be built (have its
+        variables) before the first call.
+
+        Args:
+            name: the name of the model and optimizer to step.
+            loss_func: returns a scalar loss; may call `report`.
+            *args: positional arguments of `loss_func`.
+            **kwargs: keyword arguments of `loss_func`.
+
+        Returns:
+            The loss, a backend scalar tensor (not copied to the host).
+        """
+        loss, observations = self._minimize(name, loss_func, args, kwargs)
+        reporter_module.report(observations)
+        return loss
+
+    def _minimize(self, name: str, loss_func: Callable, args, kwargs):
+        if not callable(loss_func):
+            raise TypeError(
+                f"loss_func must be callable. Received: loss_func={loss_func!r}"
+            )
+        key = (name, loss_func)
+        minimizer = self._minimizers.get(key)
+        if minimizer is None:
+            model = self.get_model(name)
+            _backend.check_built(self._models)
+            others = [m for n, m in self._models.items() if n != name]
+            minimizer = self._minimizers[key] = distribute.make_minimizer(
+                model,
+                self._optimizers[name],
+                others,
+                _capturing_loss(loss_func, self._observer_names()),
+            )
+        # Compiled steps may hold state outside the variables (jax).
+        self.sync_model_state()
+        with _backend.device_scope(self._device_name):
+            return minimizer(args, kwargs)
 
     def step(self, name: str, in_arrays) -> None:
-        """Runs one optimization step of model `name` and reports its logs.
+        """Runs one step of the compiled model `name` and reports its logs.
 
-        Subclasses with several models call this from `update_core`.
+        The model's compiled loss, optimizer and metrics are used, as
+        `fit` uses them; subclasses with several models call this from
+        `update_core` (or `minimize` for a custom loss).
         """
         step = self._steps.get(name)
         if step is None:
-            step = self._steps[name] = self._make_step(name, in_arrays)
-        with _backend.device_scope(self._device_name):
-            result = step(_as_keras_data(in_arrays, self.loss_func))
-        if self.loss_func is None:
-            keys = self._report_keys.get(name)
-            if keys is None or len(keys) != len(result):
-                # 'loss' first, then the metrics by name, on every backend
-                # (a jitted JAX step returns its dict sorted).
-                order = sorted(result, key=lambda k: (k != "loss", k))
-                keys = self._report_keys[name] = [(k, f"{name}/{k}") for k in order]
-            reporter_module.report({full: result[k] for k, full in keys})
-        else:
-            loss, observations = result
-            key = name + "/loss"
-            if key not in observations:
-                observations = {**observations, key: loss}
-            reporter_module.report(observations)
-
-    def _make_step(self, name: str, in_arrays):
-        model, optimizer = self._models[name], self._optimizers[name]
-        if self.loss_func is None:
             _check_batch(in_arrays)
-            return distribute.make_train_step(model, optimizer)
-        return distribute.make_train_step(
-            model, optimizer, _capturing_loss(self.loss_func, self._observer_names())
-        )
+            model, optimizer = self.get_model(name), self._optimizers[name]
+            step = self._steps[name] = distribute.make_train_step(model, optimizer)
+        with _backend.device_scope(self._device_name):
+            result = step(_as_keras_data(in_arrays))
+        keys = self._report_keys.get(name)
+        if keys is None or len(keys) != len(result):
+            # 'loss' first, then the metrics by name, on every backend
+            # (a jitted JAX step returns its dict sorted).
+            order = sorted(result, key=lambda k: (k != "loss", k))
+            keys = self._report_keys[name] = [(k, f"{name}/{k}") for k in order]
+        reporter_module.report({full: result[k] for k, full in keys})
 
     def _observer_names(self) -> dict:
         reporter = getattr(self._trainer, "reporter", None)
@@ -276,7 +351,7 @@ def _lookup(table: dict, name: str, what: str):
         ) from None
 
 
-def _resolve_models(optimizer, model, loss_func) -> tuple[dict, dict]:
+def _resolve_models(optimizer, model, has_loss) -> tuple[dict, dict]:
     optimizers = _as_dict(optimizer, "optimizer")
     models_arg = (
         model if isinstance(model, dict) else ({} if model is None else {"main": model})
@@ -299,10 +374,11 @@ def _resolve_models(optimizer, model, loss_func) -> tuple[dict, dict]:
                     "when optimizer is a keras optimizer. "
                     f"Received: model={mdl!r} for optimizer {name!r}"
                 )
-            if loss_func is None:
+            if not has_loss:
                 raise ValueError(
                     "loss_func is required when optimizer is a keras optimizer "
-                    "rather than a compiled model. Received: loss_func=None"
+                    "rather than a compiled model (unless a subclass's "
+                    "update_core calls minimize). Received: loss_func=None"
                 )
             models[name], opts[name] = mdl, opt
         else:
@@ -332,10 +408,19 @@ def _check_batch(in_arrays) -> None:
     )
 
 
-def _as_keras_data(in_arrays, loss_func):
-    if loss_func is None and isinstance(in_arrays, list):
+def _as_keras_data(in_arrays):
+    if isinstance(in_arrays, list):
         return tuple(in_arrays)
     return in_arrays
+
+
+def _as_arguments(in_arrays) -> tuple[tuple, dict]:
+    """A converted batch as `loss_func`'s arguments, as Chainer passes them."""
+    if isinstance(in_arrays, (tuple, list)):
+        return tuple(in_arrays), {}
+    if isinstance(in_arrays, dict):
+        return (), dict(in_arrays)
+    return (in_arrays,), {}
 
 
 def _capturing_loss(loss_func: Callable, reporter) -> Callable:
@@ -346,15 +431,10 @@ def _capturing_loss(loss_func: Callable, reporter) -> Callable:
     returns, and the updater reports the concrete values afterwards.
     """
 
-    def loss_fn(data):
+    def loss_fn(args, kwargs):
         observation: dict = {}
         with reporter.scope(observation):
-            if isinstance(data, tuple):
-                loss = loss_func(*data)
-            elif isinstance(data, dict):
-                loss = loss_func(**data)
-            else:
-                loss = loss_func(data)
+            loss = loss_func(*args, **kwargs)
         return loss, observation
 
     return loss_fn
