@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ktrainer import distributed
 from ktrainer.serializers import HDF5Deserializer, load_hdf5, load_npz, save_npz
 from ktrainer.training import extension
 from ktrainer.training.extensions import snapshot_writers
@@ -295,7 +296,8 @@ class _Snapshot(extension.Extension):
             filename = self.filename(trainer)
         else:
             filename = self.filename.format(trainer)
-        self.writer(filename, trainer.out, target)
+        if distributed.is_chief():  # in a distributed run only the chief writes
+            self.writer(filename, trainer.out, target)
         self._last_written = trainer.updater.iteration
 
     def _autoload(self, outdir: str, target: Any) -> str | None:

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ktrainer import distributed
 from ktrainer import reporter as reporter_module
 from ktrainer.training import extension
 from ktrainer.training._trigger_util import TriggerLike, get_trigger
@@ -158,7 +159,7 @@ class LogReport(extension.Extension):
             self._postprocess(stats)
         self._log.append(stats)
 
-        if self._log_name is not None:
+        if self._log_name is not None and distributed.is_chief():
             path = os.path.join(trainer.out, self._log_name.format(**stats))
             self._file.write(path, self._log)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ktrainer import distributed
 from ktrainer import reporter as reporter_module
 from ktrainer._utils.lazy_import import import_matplotlib, is_matplotlib_available
 from ktrainer.training import extension
@@ -140,6 +141,8 @@ class PlotReport(extension.Extension):
 
     def __call__(self, trainer) -> None:
         """Adds this iteration's values; adds points and plots if triggered."""
+        if not distributed.is_chief():
+            return  # in a distributed run only the chief plots
         observation = trainer.observation
         self._summary.add({k: observation[k] for k in self._y_keys if k in observation})
         if self._seen_keys is not None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ktrainer import distributed
 from ktrainer.training import extension
 from ktrainer.training.extensions import _util
 from ktrainer.training.extensions.log_report import LogReport
@@ -84,6 +85,8 @@ class PrintReport(extension.Extension):
 
     def __call__(self, trainer) -> None:
         """Prints the header once, then any log entries not printed yet."""
+        if not distributed.is_chief():
+            return  # in a distributed run only the chief prints
         if self._header is not None:
             self.out.write(self._header)
             self._header = None

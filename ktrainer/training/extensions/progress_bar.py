@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ktrainer import distributed
 from ktrainer.training import extension
 from ktrainer.training.extensions import _util
 
@@ -89,6 +90,8 @@ class ProgressBar(extension.Extension):
 
     def __call__(self, trainer) -> None:
         """Updates the display every `update_interval` iterations."""
+        if not distributed.is_chief():
+            return  # in a distributed run only the chief draws
         if trainer.updater.iteration % self._update_interval:
             return
         self._update(trainer)
