@@ -7,8 +7,10 @@ Every layer and the model have explicit names, so a fresh process builds
 the same variable paths.
 
 As a script (for tests/test_crash_resume.py) it trains with
-`snapshot(autoload=True)`, writes the iteration to a marker file after
-each update, and saves the final variables to an `.npz` file:
+`snapshot(autoload=True, n_retains=2)`, writes the iteration to a marker
+file after each update, and saves the final variables to an `.npz` file;
+with `--preempt` a `PreemptionHandler` on SIGTERM writes a snapshot and
+exits with status 143:
 
     KERAS_BACKEND=jax python tests/_resume_script.py --out result \
         --iterations 40 --snapshot-every 5 --marker it.txt --weights w.npz
@@ -26,7 +28,11 @@ import numpy as np
 from ktrainer.iterators import SerialIterator
 from ktrainer.serializers import DictionarySerializer, serialize_object
 from ktrainer.training import Trainer, make_extension
-from ktrainer.training.extensions import ExponentialShift, snapshot
+from ktrainer.training.extensions import (
+    ExponentialShift,
+    PreemptionHandler,
+    snapshot,
+)
 from ktrainer.training.updaters import StandardUpdater
 
 N_EXAMPLES = 48  # 3 iterations per epoch at batch size 16
@@ -120,12 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--marker", required=True)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--preempt", action="store_true")
     args = parser.parse_args(argv)
 
     trainer = build_trainer(args.out, args.iterations)
     snapshotter = snapshot(autoload=True, n_retains=2)
     trainer.extend(snapshotter, trigger=(args.snapshot_every, "iteration"))
     trainer.extend(_marker_extension(args.marker, args.delay))
+    if args.preempt:
+        trainer.extend(PreemptionHandler(snapshotter))
     trainer.run()
     print(f"resumed_from={snapshotter.loaded_from}", flush=True)
     np.savez(args.weights, **state_arrays(trainer))

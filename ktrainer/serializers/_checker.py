@@ -75,6 +75,11 @@ class CheckingDeserializer(Deserializer):
         try:
             present = reader._has(full_key)
             stored = reader._read_for_check(full_key) if present else None
+            if not present and reader._written(full_key):
+                raise LookupError(
+                    "the file's checksum list names it, but the entry cannot be "
+                    "found, so the file is damaged"
+                )
         except Exception as error:  # a damaged file: report it, load nothing
             report.unreadable(full_key, error)
             return value

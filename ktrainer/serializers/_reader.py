@@ -77,6 +77,14 @@ class EntryDeserializer(Deserializer):
     def _keys(self) -> Iterable[str]:
         """Returns the full names of every stored entry under `self.path`."""
 
+    def _written(self, full_key: str) -> bool:
+        """Whether the file says it was written with the entry `full_key`.
+
+        True for an entry the file's checksum list names: if it cannot be
+        found, the file is damaged, not from an older version.
+        """
+        return False
+
     def _read_for_check(self, full_key: str) -> Any:
         """Reads an entry for the checking pass of a transactional load."""
         return self._read(full_key)

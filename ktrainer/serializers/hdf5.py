@@ -170,13 +170,21 @@ class _FileDigests:
                 self._digests = self._load()
             except ValueError as error:
                 self._error = error
+            except Exception as error:  # h5py's KeyError or OSError for damage
+                self._error = ValueError(f"its checksum list cannot be read ({error})")
         if self._error is not None:
             raise ValueError(str(self._error))
         return self._digests
 
     def _load(self) -> dict[str, int] | None:
+        # The root's attribute says the file has checksums; the root's
+        # header is checksummed by HDF5 itself, so the mark cannot vanish
+        # unnoticed when the list is damaged.
+        marked = _checksum.CHECKSUMS_NAME in self._file.attrs
         node = self._file.get(_checksum.CHECKSUMS_NAME)
         if node is None:
+            if marked:
+                raise ValueError("its checksum list is missing")
             return None
         if not isinstance(node, h5py.Dataset) or node.shape != ():
             raise ValueError("its checksum list is damaged (not a string)")
@@ -220,6 +228,10 @@ class HDF5Deserializer(EntryDeserializer):
 
     def _has(self, full_key: str) -> bool:
         return isinstance(self.group.get(full_key), h5py.Dataset)
+
+    def _written(self, full_key: str) -> bool:
+        digests = self._digests.get()
+        return digests is not None and "/" + full_key in digests
 
     def _read(self, full_key: str) -> Any:
         dataset = self.group[full_key]
@@ -301,7 +313,14 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
     filename = _check_filename(filename)
     compression = _check_compression(compression)
     digests: dict[str, int] = {}
-    with atomic_write(filename) as temp, h5py.File(temp, "w") as f:
+    # The HDF5 1.8 file format checksums the file's own metadata (the
+    # superblock, object headers, link storage), so a damaged header or a
+    # link that points elsewhere is an error, never a loop or a wrong
+    # entry; it costs nothing measurable and any HDF5 >= 1.8 reads it.
+    with (
+        atomic_write(filename) as temp,
+        h5py.File(temp, "w", libver=("v108", "latest")) as f,
+    ):
         serializer = HDF5Serializer(f, compression, _digests=digests)
         if isinstance(obj, dict):
             for key, value in obj.items():
@@ -313,6 +332,7 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
             data=_checksum.encode(digests),
             dtype=h5py.string_dtype(),
         )
+        f.attrs[_checksum.CHECKSUMS_NAME] = _checksum.ALGORITHM
 
 
 def load_hdf5(

@@ -314,7 +314,7 @@ class _Snapshot(extension.Extension):
                 warnings.warn(
                     f"autoload skipped the snapshot {path!r}: it is damaged or "
                     "truncated, so the next newest one is tried. "
-                    f"{str(error).splitlines()[0]}",
+                    + " ".join(line.strip() for line in str(error).splitlines()[:2]),
                     RuntimeWarning,
                     stacklevel=3,
                 )
@@ -434,8 +434,12 @@ def _hdf5_is_damaged(path: str) -> bool:
     try:
         with h5py.File(path, "r") as f:
             reader = HDF5Deserializer(f)
-            for key in reader._keys():
+            keys = reader._keys()
+            for key in keys:
                 reader._read(key)
+            # An entry its checksum list names but the file lacks.
+            if any(not reader._has(k.lstrip("/")) for k in reader._digests.get() or ()):
+                return True
     except Exception:
         return True
     return False

@@ -494,3 +494,143 @@ def test_bad_arguments_raise(kwargs, error, match):
 def test_snapshot_object_takes_the_same_keywords(tmp_out):
     with pytest.raises(ValueError, match="format string for autoload"):
         snapshot_object(object(), lambda t: "s", autoload=True)
+
+
+# -- checksums, temporary files, messages ------------------------------------------
+
+
+def _flip_a_data_bit(path):
+    """Flips one bit of a stored number: the file still opens and reads."""
+    with h5py.File(path, "r") as f:
+        offset = f["updater/iteration"].id.get_offset()
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        value = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([value ^ 0x04]))
+
+
+def test_autoload_skips_a_snapshot_whose_checksum_fails(tmp_out):
+    _write_snapshots(tmp_out, [3, 6])
+    damaged = os.path.join(tmp_out, "snapshot_iter_6")
+    _flip_a_data_bit(damaged)
+    os.utime(damaged, (1_800_000_000,) * 2)
+    extension = snapshot(autoload=True)
+    trainer = _mock_trainer(tmp_out, 10, extension, (100, "iteration"))
+
+    with pytest.warns(RuntimeWarning, match="snapshot_iter_6.*damaged") as record:
+        trainer.run()
+
+    message = str(record[0].message)
+    assert "'updater/iteration'" in message
+    assert "checksum mismatch" in message
+    assert extension.loaded_from == os.path.join(tmp_out, "snapshot_iter_3")
+    assert trainer.updater.update_core_calls == 7
+
+
+def test_loading_a_snapshot_with_a_flipped_bit_names_the_entry(tmp_out):
+    _write_snapshots(tmp_out, [3])
+    path = os.path.join(tmp_out, "snapshot_iter_3")
+    _flip_a_data_bit(path)
+    trainer = _mock_trainer(tmp_out)
+
+    with pytest.raises(ValueError, match=r"'updater/iteration'.*checksum mismatch"):
+        load_hdf5(path, trainer)
+
+    assert trainer.updater.iteration == 0
+
+
+def test_stale_temporary_files_of_its_own_snapshots_are_removed(tmp_out):
+    ours = [".snapshot_iter_6.0123abcd.tmp", ".snapshot_iter_12.deadbeef.tmp"]
+    others = [
+        ".log.0123abcd.tmp",  # another extension's
+        ".model_3.0123abcd.tmp",  # another snapshot's name
+        ".snapshot_iter_6.xyz.tmp",  # not our random suffix
+        "snapshot_iter_6.0123abcd.tmp",  # no leading dot
+        ".snapshot_iter_6.0123abcd.tmp.keep",
+        "notes.txt",
+    ]
+    for name in ours + others:
+        with open(os.path.join(tmp_out, name), "w") as f:
+            f.write("partial")
+    os.mkdir(os.path.join(tmp_out, ".snapshot_iter_7.0123abcd.tmp"))  # not a file
+
+    _mock_trainer(tmp_out, 1, snapshot(), (100, "iteration")).run()
+
+    assert _snapshot_names(tmp_out) == sorted(
+        [*others, ".snapshot_iter_7.0123abcd.tmp"]
+    )
+
+
+def test_filename_naming_a_missing_attribute_fails_before_training(tmp_out):
+    extension = snapshot(filename="snap_{.updater.iter}")
+    trainer = _mock_trainer(tmp_out, 4, extension, (1, "epoch"))
+
+    with pytest.raises(ValueError, match=r"filename must be a format string.*") as info:
+        trainer.run(show_loop_exception_msg=False)
+
+    message = str(info.value)
+    assert "Received: filename='snap_{.updater.iter}'" in message
+    assert "iter" in message
+    assert trainer.updater.update_core_calls == 0
+
+
+def test_autoload_logs_the_snapshot_and_the_iteration(tmp_out, caplog):
+    _real_trainer(tmp_out, 4, snapshot(), (4, "iteration")).run()
+    trainer = _real_trainer(tmp_out, 6, snapshot(autoload=True), (100, "iteration"))
+
+    with caplog.at_level("INFO", logger="ktrainer"):
+        trainer.run()
+
+    records = [r for r in caplog.records if r.name.startswith("ktrainer")]
+    assert len(records) == 1
+    message = records[0].getMessage()
+    assert os.path.join(tmp_out, "snapshot_iter_4") in message
+    assert "iteration 4, epoch 1" in message
+
+
+def test_autoload_logs_nothing_when_it_starts_fresh(tmp_out, caplog):
+    with caplog.at_level("INFO", logger="ktrainer"):
+        _mock_trainer(tmp_out, 2, snapshot(autoload=True), (100, "iteration")).run()
+    assert [r for r in caplog.records if r.name.startswith("ktrainer")] == []
+
+
+def test_a_keras_weights_file_loaded_into_a_trainer_says_what_it_is(tmp_out):
+    trainer = _real_trainer(tmp_out, 2)
+    path = os.path.join(tmp_out, "model.weights.h5")
+    trainer.updater.get_model().save_weights(path)
+
+    with pytest.raises(ValueError, match="holds no state") as info:
+        load_hdf5(path, trainer)
+
+    message = str(info.value)
+    assert "holds no state of the Trainer" in message
+    assert "'layers/'" in message
+    assert "'updater/'" in message
+    assert "Keras weights file" in message
+    assert "model.load_weights" in message
+
+
+def test_a_bare_model_file_loaded_into_a_trainer_says_what_it_is(tmp_out):
+    trainer = _real_trainer(tmp_out, 2)
+    path = os.path.join(tmp_out, "model.h5")
+    save_hdf5(path, trainer.updater.get_model())
+
+    with pytest.raises(ValueError, match="holds no state") as info:
+        load_hdf5(path, trainer)
+
+    message = str(info.value)
+    assert "holds no state of the Trainer" in message
+    assert "'classifier/'" in message
+    assert "load_hdf5(path, trainer.updater.get_model())" in message
+    assert "iterator" not in message
+
+
+def test_missing_snapshot_error_names_the_path_once(tmp_out):
+    path = os.path.join(tmp_out, "nope.h5")
+    with pytest.raises(FileNotFoundError) as info:
+        load_hdf5(path, _mock_trainer(tmp_out))
+    assert str(info.value).count(path) == 1
+    with pytest.raises(FileNotFoundError) as info:
+        load_npz(path, _mock_trainer(tmp_out))
+    assert str(info.value).count(path) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -323,3 +324,30 @@ def test_host_copy_cannot_be_loaded_into(tmp_out):
         pytest.raises(TypeError, match="can be saved but not loaded"),
     ):
         HDF5Deserializer(f).load(copy)
+
+
+def _save_to_a_full_disk(path, target):
+    # /dev/full fails every write with ENOSPC, as a full disk does.
+    with open("/dev/full", "wb") as f:
+        save_npz(f, target)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_thread_writer_disk_full_error_reaches_the_training_thread(tmp_out):
+    model = make_classifier()
+    trainer = Trainer(
+        StandardUpdater(SerialIterator(make_dataset(), 16), model),
+        (6, "iteration"),
+        out=tmp_out,
+    )
+    trainer.extend(
+        snapshot(writer=ThreadWriter(_save_to_a_full_disk)), trigger=(2, "iteration")
+    )
+
+    with pytest.raises(OSError, match="No space left") as info:
+        trainer.run(show_loop_exception_msg=False)
+
+    assert info.value.errno == errno.ENOSPC
+    # Raised by the next snapshot, in the training thread: training stopped there.
+    assert trainer.updater.iteration == 4
+    assert os.listdir(tmp_out) == []  # no temporary file left behind
