@@ -20,6 +20,7 @@ from ktrainer.serializers import (
     save_hdf5,
 )
 from ktrainer.testing import get_trainer_with_mock_updater
+from ktrainer.training.extensions import log_report as log_report_module
 from ktrainer.training.extensions.log_report import LogReport
 from ktrainer.training.updaters import StandardUpdater
 
@@ -284,3 +285,112 @@ BAD_ARGS = [
 def test_bad_arguments_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         LogReport(**kwargs)
+
+
+# -- before training, and the cost of a write ------------------------------------
+
+
+def test_call_before_training_logs_iteration_0(tmp_out):
+    trainer = _mock_trainer(tmp_out, (4, "iteration"))
+    probe = _Probe()
+    trainer.extend(probe, call_before_training=True)
+    log_report = LogReport(trigger=(2, "iteration"))
+    trainer.extend(log_report, call_before_training=True)
+
+    trainer.run()
+
+    log = log_report.log
+    assert [(e["epoch"], e["iteration"]) for e in log] == [(0, 0), (0, 2), (1, 4)]
+    assert log[0]["main/a"] == 0.0  # the observation made before training
+    # The first window holds iterations 1 and 2 only.
+    assert log[1]["c"] == pytest.approx(_expected_means(probe.records, [1, 2])["c"])
+    with open(os.path.join(tmp_out, "log")) as f:
+        assert [e["iteration"] for e in json.load(f)] == [0, 2, 4]
+
+
+def test_without_call_before_training_nothing_is_logged_at_0(tmp_out):
+    trainer = _mock_trainer(tmp_out, (4, "iteration"))
+    log_report = LogReport(trigger=(2, "iteration"))
+    trainer.extend(log_report)
+    trainer.run()
+    assert [e["iteration"] for e in log_report.log] == [2, 4]
+
+
+def test_a_long_log_is_appended_in_place_in_chainers_layout(tmp_out, monkeypatch):
+    full_writes = []
+    original = log_report_module._util.write_text_atomically
+
+    def counting(path, text):
+        full_writes.append(path)
+        original(path, text)
+
+    monkeypatch.setattr(log_report_module._util, "write_text_atomically", counting)
+    trainer = _mock_trainer(tmp_out, (40, "iteration"))
+    trainer.extend(_Probe())
+    log_report = LogReport(trigger=(1, "iteration"))
+    trainer.extend(log_report)
+
+    trainer.run()
+
+    assert len(log_report.log) == 40
+    assert len(full_writes) == 1  # the first entry; the 39 others were appended
+    with open(os.path.join(tmp_out, "log")) as f:
+        assert f.read() == json.dumps(log_report.log, indent=4)
+    assert os.listdir(tmp_out) == ["log"]
+
+
+def test_a_file_changed_by_someone_else_is_rewritten_in_full(tmp_path):
+    path = str(tmp_path / "log")
+    writer = log_report_module._AppendedJSONList()
+    log = [{"a": 1.0}]
+    writer.write(path, log)
+    log.append({"a": float("nan"), "s": "x\ny"})
+    writer.write(path, log)  # appended
+    with open(path) as f:
+        assert f.read() == json.dumps(log, indent=4)
+
+    for change in ("append", "delete", "replace"):
+        if change == "append":
+            with open(path, "a") as f:
+                f.write("garbage")
+        elif change == "delete":
+            os.remove(path)
+        else:
+            with open(path, "w") as f:
+                f.write("[\n]")
+        log.append({"a": float(len(log))})
+        writer.write(path, log)
+        with open(path) as f:
+            assert f.read() == json.dumps(log, indent=4), change
+
+
+def test_a_leftover_temporary_log_file_is_removed(tmp_out):
+    for name in (".log.0123abcd.tmp", ".log.zz.tmp", ".other.0123abcd.tmp"):
+        with open(os.path.join(tmp_out, name), "w") as f:
+            f.write("[")
+    trainer = _mock_trainer(tmp_out, (2, "iteration"))
+    trainer.extend(LogReport(trigger=(2, "iteration")))
+    trainer.run()
+    assert sorted(os.listdir(tmp_out)) == [".log.zz.tmp", ".other.0123abcd.tmp", "log"]
+
+
+def test_resume_rewrites_entries_written_after_the_snapshot(tmp_out):
+    # A run killed after its snapshot wrote more entries; the resumed run's
+    # file must hold its own log, not the dead run's extra entries.
+    def build(stop):
+        trainer = _mock_trainer(tmp_out, (stop, "iteration"))
+        trainer.extend(_Probe())
+        log_report = LogReport(trigger=(1, "iteration"))
+        trainer.extend(log_report)
+        return trainer, log_report
+
+    first, _ = build(3)
+    first.run()
+    snapshot = os.path.join(os.path.dirname(tmp_out), "snapshot.h5")
+    save_hdf5(snapshot, first)
+    build(6)[0].run()  # the "dead" run's file: entries 1..6
+    resumed, _ = build(5)
+    load_hdf5(snapshot, resumed)
+    resumed.run()
+    with open(os.path.join(tmp_out, "log")) as f:
+        assert [e["iteration"] for e in json.load(f)] == [1, 2, 3, 4, 5]
