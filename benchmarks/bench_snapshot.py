@@ -14,15 +14,23 @@ saved, each way repeated and the median reported:
 - `model.save_weights`: Keras's own HDF5 weights file (model only, no
   optimizer or iterator state);
 - `save_hdf5, fsync off`: a diagnostic, `save_hdf5` with its fsyncs
-  turned off, to set the serializer's own cost against raw h5py's;
+  turned off, to set the serializer's own cost against raw h5py's (this
+  is "an unsynced save");
+- `save_hdf5, fsync off, no digests`: the same with the per-entry
+  checksums' digest turned off, and `checksums`: the digests of every
+  entry alone (what a save adds, and what a load verifies);
 - `ThreadWriter`: the stall, the time the training loop is blocked (the
   host copy of the state and the start of the thread), and the full time
   until the file is on disk. `host copy` times the copy alone.
 
-Each backend runs in its own process:
+Each backend runs in its own process. Then, without a backend, the cost
+of one `LogReport` write is timed for logs of 100, 1,000 and 10,000
+entries: the in-place append it does now against rewriting the whole JSON
+list (what it did before, and what a `filename` with fields still does).
 
     python benchmarks/bench_snapshot.py                # all backends
     python benchmarks/bench_snapshot.py --backend jax --repeat 7
+    python benchmarks/bench_snapshot.py --backend none  # LogReport only
 """
 
 from __future__ import annotations
@@ -110,6 +118,19 @@ def _without_fsync():
         _atomic._fsync_file, _atomic._fsync_directory = saved
 
 
+@contextlib.contextmanager
+def _without_digests():
+    """Diagnostic only: every entry's checksum digest becomes 0."""
+    from ktrainer.serializers import _checksum
+
+    saved = _checksum.digest
+    _checksum.digest = lambda stored: 0
+    try:
+        yield
+    finally:
+        _checksum.digest = saved
+
+
 def _raw_h5py(path: str, arrays: dict, fsync: bool) -> None:
     import h5py
 
@@ -164,11 +185,23 @@ def run_backend(repeat: int, directory: str) -> dict:
         with _without_fsync():
             save_hdf5(path, trainer)
 
+    def save_without_fsync_or_digests(path):
+        with _without_fsync(), _without_digests():
+            save_hdf5(path, trainer)
+
+    from ktrainer.serializers._checksum import digest
+
+    def checksums(path):
+        for value in arrays.values():
+            digest(value)
+
     timings = _median_times(
         {
             "snapshot": snapshot_call,
             "save_hdf5": lambda path: save_hdf5(path, trainer),
             "save_hdf5, fsync off": save_without_fsync,
+            "save_hdf5, fsync off, no digests": save_without_fsync_or_digests,
+            "checksums": checksums,
             "raw h5py": lambda path: _raw_h5py(path, arrays, False),
             "raw h5py + fsync": lambda path: _raw_h5py(path, arrays, True),
             "model.save_weights": lambda path: model.save_weights(path + ".weights.h5"),
@@ -202,12 +235,74 @@ def _print_table(rows: list[dict]) -> None:
             f"ThreadWriter stall / host copy: {stall / copy:.2f}x; "
             f"stall / full write: {stall / ms['ThreadWriter full']:.2f}x"
         )
+        unsynced = ms["save_hdf5, fsync off"]
+        print(
+            f"checksums / unsynced save: {ms['checksums'] / unsynced:.1%}; "
+            "unsynced save with / without digests: "
+            f"{unsynced / ms['save_hdf5, fsync off, no digests']:.2f}x; "
+            f"snapshot / raw h5py + fsync: {ms['snapshot'] / raw_sync:.2f}x"
+        )
+
+
+def _log_entry(index: int) -> dict:
+    # What a LogReport entry with a loss, an accuracy and validation holds.
+    return {
+        "main/loss": 0.1 + 1 / (index + 1),
+        "main/accuracy": 0.9,
+        "validation/main/loss": 0.2,
+        "validation/main/accuracy": 0.85,
+        "epoch": index // 10,
+        "iteration": index * 100,
+        "elapsed_time": index * 1.5,
+    }
+
+
+def bench_log_report(directory: str, repeat: int) -> list[tuple[int, float, float]]:
+    """(entries, ms per append, ms per full rewrite) for growing logs."""
+    import json as json_module
+
+    from ktrainer.training.extensions import _util
+    from ktrainer.training.extensions.log_report import _AppendedJSONList
+
+    rows = []
+    for n in (100, 1_000, 10_000):
+        path = os.path.join(directory, f"log_{n}")
+        log = [_log_entry(i) for i in range(n)]
+        writer = _AppendedJSONList()
+        writer.write(path, log)  # the first, full write
+        appends, rewrites = [], []
+        for i in range(repeat):
+            log.append(_log_entry(n + i))
+            start = time.perf_counter()
+            writer.write(path, log)
+            appends.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            _util.write_text_atomically(
+                path + ".full", json_module.dumps(log, indent=4)
+            )
+            rewrites.append(time.perf_counter() - start)
+        with open(path) as f:
+            assert json_module.load(f) == log
+        rows.append(
+            (n, statistics.median(appends) * 1e3, statistics.median(rewrites) * 1e3)
+        )
+    return rows
+
+
+def _print_log_table(rows) -> None:
+    print("\nLogReport: one write to a log of n entries (ms, median)")
+    print("| entries | append in place | full rewrite (before) |")
+    print("|---|---|---|")
+    for n, append, rewrite in rows:
+        print(f"| {n} | {append:.3f} | {rewrite:.1f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--backend", choices=["tensorflow", "jax", "torch", "all"], default="all"
+        "--backend",
+        choices=["tensorflow", "jax", "torch", "all", "none"],
+        default="all",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions")
     parser.add_argument(
@@ -218,6 +313,9 @@ def main() -> None:
     directory = args.dir or tempfile.mkdtemp(prefix="bench_snapshot_")
 
     try:
+        if args.backend == "none":
+            _print_log_table(bench_log_report(directory, max(args.repeat, 5)))
+            return
         if args.backend == "all":
             rows = []
             for backend in ("tensorflow", "jax", "torch"):
@@ -230,6 +328,9 @@ def main() -> None:
                     command, env=env, check=True, capture_output=True, text=True
                 ).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
+            _print_table(rows)
+            _print_log_table(bench_log_report(directory, max(args.repeat, 5)))
+            return
         else:
             os.environ["KERAS_BACKEND"] = args.backend
             rows = [run_backend(args.repeat, directory)]
