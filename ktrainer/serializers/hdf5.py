@@ -354,10 +354,19 @@ def load_hdf5(
         strict: whether entries missing from the file are an error; when
             `False` they are skipped. Defaults to `True`.
 
+    When the file carries checksums (every file `save_hdf5` writes), each
+    entry read is verified against its digest, and an entry the checksum
+    list names but the file lacks is damage too (not an older file that a
+    `serialize` method may accept with a fallback). A file that holds
+    nothing of what `obj` reads (a Keras `.weights.h5`, or a model's file
+    loaded into a Trainer) is reported as such, with what it holds.
+
     Raises:
         FileNotFoundError: if `filename` does not exist.
-        ValueError: if the file is not readable HDF5, or does not match
-            `obj`.
+        ValueError: if the file is not readable HDF5, is damaged (an
+            entry fails its checksum, or declares more data than the
+            file holds), or does not match `obj`. The message names each
+            entry at fault; `obj` is left untouched.
     """
     filename = _check_filename(filename)
     if not os.path.exists(filename):
