@@ -28,4 +28,8 @@ def test_two_gloo_ranks_match_one_device(tmp_path):
         for run in runs:  # every rank holds the same weights and logs
             _compare.assert_matches(run[kind], expected, split=2)
         _compare.assert_resumes_on_one_device(outs[0], kind, runs[0][kind])
-    assert os.path.exists(os.path.join(outs[0], "compiled", "log"))
+    # The log and the snapshot are written once, by the chief.
+    for kind in _compare.KINDS:
+        assert os.path.exists(os.path.join(outs[0], kind, "log"))
+        written = os.listdir(os.path.join(outs[1], kind))
+        assert not [n for n in written if n == "log" or n.startswith("snapshot")]
