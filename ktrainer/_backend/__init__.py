@@ -20,6 +20,7 @@ if BACKEND == "jax":
         device_scope,
         host_view,
         serialize_rng_state,
+        sync_fit_state,
     )
 elif BACKEND == "tensorflow":
     from ktrainer._backend.tensorflow import (
@@ -29,6 +30,7 @@ elif BACKEND == "tensorflow":
         device_scope,
         host_view,
         serialize_rng_state,
+        sync_fit_state,
     )
 elif BACKEND == "torch":
     from ktrainer._backend.torch import (
@@ -38,6 +40,7 @@ elif BACKEND == "torch":
         device_scope,
         host_view,
         serialize_rng_state,
+        sync_fit_state,
     )
 else:
     raise ImportError(
@@ -54,4 +57,5 @@ __all__ = [
     "device_scope",
     "host_view",
     "serialize_rng_state",
+    "sync_fit_state",
 ]

@@ -26,6 +26,15 @@ def host_view(tensor):
     return numpy.asarray(tensor)
 
 
+def sync_fit_state(model) -> None:
+    """Writes `fit`'s functional state back into the model's variables.
+
+    Keras's jax `fit` keeps the state as arrays between steps; after this
+    sync it re-reads the variables, so writes made then take effect.
+    """
+    model.jax_state_sync()
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

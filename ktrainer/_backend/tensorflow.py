@@ -28,6 +28,10 @@ def host_view(tensor):
         return numpy.asarray(tensor.numpy())
 
 
+def sync_fit_state(model) -> None:
+    """Nothing to do: `fit` on tensorflow updates the variables in place."""
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

@@ -43,6 +43,10 @@ def host_view(tensor):
         return keras.ops.convert_to_numpy(tensor)
 
 
+def sync_fit_state(model) -> None:
+    """Nothing to do: `fit` on torch updates the variables in place."""
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from typing import Any
 
 import keras
 
+from ktrainer import _backend
 from ktrainer import reporter as reporter_module
-from ktrainer.training import extension as extension_module
+from ktrainer.training._extension_runner import ExtensionRunner
 from ktrainer.training._trigger_util import TriggerLike, get_trigger
 from ktrainer.training.extensions import _util
 
@@ -76,11 +76,9 @@ class _FitUpdater:
         )
 
     def sync_model_state(self) -> None:
-        # fit keeps the JAX training state out of the variables between
-        # steps; this writes it back (a no-op on other backends).
-        sync = getattr(self._model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
+        # fit may keep its training state out of the variables between
+        # steps (jax); the seam writes it back and makes fit re-read it.
+        _backend.sync_fit_state(self._model)
 
     def serialize(self, serializer) -> None:
         from ktrainer.serializers import serialize_object
@@ -129,12 +127,7 @@ class _FitTrainer:
         self.updater.serialize(serializer["updater"])
         if hasattr(self.stop_trigger, "serialize"):
             self.stop_trigger.serialize(serializer["stop_trigger"])
-        for name, entry in self._callback._entries.items():
-            ext, trigger = entry[0], entry[1]
-            if hasattr(ext, "serialize"):
-                ext.serialize(serializer["extensions"][name])
-            if hasattr(trigger, "serialize"):
-                trigger.serialize(serializer["extension_triggers"][name])
+        self._callback._runner.serialize(serializer)
 
 
 class ExtensionsCallback(keras.callbacks.Callback):
@@ -210,7 +203,7 @@ class ExtensionsCallback(keras.callbacks.Callback):
         super().__init__()
         self.out = os.fspath(out)
         self._stop_trigger = None if stop_trigger is None else get_trigger(stop_trigger)
-        self._entries: dict[str, tuple] = {}
+        self._runner = ExtensionRunner()
         self._trainer: _FitTrainer | None = None
         self._pending = False
         self._plan: list = []
@@ -237,38 +230,11 @@ class ExtensionsCallback(keras.callbacks.Callback):
                 Defaults to the extension's `priority`, or
                 `PRIORITY_READER`.
         """
-        if not callable(extension):
-            raise TypeError(
-                "extension must be callable with the trainer. "
-                f"Received: extension={extension!r}"
-            )
-        if name is None:
-            for attr in ("name", "default_name", "__name__"):
-                name = getattr(extension, attr, None)
-                if name is not None:
-                    break
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str. Received: name={name!r}")
-        if trigger is None:
-            trigger = getattr(extension, "trigger", (1, "iteration"))
-        if priority is None:
-            priority = getattr(extension, "priority", extension_module.PRIORITY_READER)
-        unique, ordinal = name, 0
-        while unique in self._entries:
-            ordinal += 1
-            unique = f"{name}_{ordinal}"
-        with contextlib.suppress(AttributeError):  # e.g. a bound method
-            extension.name = unique
-        self._entries[unique] = (extension, get_trigger(trigger), priority)
+        self._runner.extend(extension, name, trigger, priority, inside_fit=True)
 
     def get_extension(self, name: str):
         """Returns the extension registered under `name`."""
-        try:
-            return self._entries[name][0]
-        except KeyError:
-            raise ValueError(
-                f"no extension named {name!r}; registered: {list(self._entries)}"
-            ) from None
+        return self._runner.get_extension(name)
 
     # -- fit's hooks ---------------------------------------------------------
 
@@ -279,18 +245,9 @@ class ExtensionsCallback(keras.callbacks.Callback):
             stop_trigger = get_trigger((self.params.get("epochs", 1), "epoch"))
         trainer = self._trainer = _FitTrainer(self, model, stop_trigger)
         os.makedirs(self.out, exist_ok=True)
-        entries = sorted(self._entries.values(), key=lambda e: e[2], reverse=True)
-        self._plan = [
-            (trigger, ext, getattr(ext, "needs_model_state", True))
-            for ext, trigger, _ in entries
-        ]
         self._pending = False
-        for trigger, ext, needs_state in self._plan:
-            initializer = getattr(ext, "initialize", None)
-            if initializer and not getattr(trigger, "finished", False):
-                if needs_state:
-                    trainer.updater.sync_model_state()
-                initializer(trainer)
+        self._runner.start(trainer)
+        self._plan = self._runner.hot_plan()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._flush()
@@ -328,11 +285,7 @@ class ExtensionsCallback(keras.callbacks.Callback):
         if trainer is None:
             return
         trainer._final_elapsed_time = trainer.elapsed_time
-        trainer.updater.sync_model_state()
-        for _, ext, _ in self._plan:
-            finalize = getattr(ext, "finalize", None)
-            if finalize:
-                finalize()
+        self._runner.finalize()
 
     def _flush(self) -> None:
         """Runs the extensions of the pending iteration, if any."""
@@ -341,10 +294,6 @@ class ExtensionsCallback(keras.callbacks.Callback):
         self._pending = False
         trainer = self._trainer
         with trainer.reporter.scope(trainer.observation):
-            for trigger, ext, needs_state in self._plan:
-                if trigger(trainer):
-                    if needs_state:
-                        trainer.updater.sync_model_state()
-                    ext(trainer)
+            self._runner.run_iteration(trainer, self._plan)
         if trainer.stop_trigger(trainer):
             self.model.stop_training = True

@@ -6,37 +6,12 @@ import contextlib
 import os
 import sys
 import time
-import traceback
 import warnings
-from collections import OrderedDict
 from typing import Any
 
 from ktrainer import reporter as reporter_module
-from ktrainer.training import extension as extension_module
+from ktrainer.training._extension_runner import ExtensionRunner
 from ktrainer.training._trigger_util import TriggerLike, get_trigger
-
-
-class _ExtensionEntry:
-    """An extension as registered: with its trigger, priority and options."""
-
-    __slots__ = ("call_before_training", "extension", "priority", "trigger")
-
-    def __init__(self, extension, priority, trigger, call_before_training):
-        self.extension = extension
-        self.trigger = trigger
-        self.priority = priority
-        self.call_before_training = call_before_training
-
-
-def _default_name(extension) -> str:
-    for attr in ("name", "default_name", "__name__"):
-        name = getattr(extension, attr, None)
-        if name is not None:
-            return name
-    raise TypeError(
-        "extension has no name: pass name= to extend(). "
-        f"Received: extension={extension!r}"
-    )
 
 
 class Trainer:
@@ -104,7 +79,7 @@ class Trainer:
         self._start_at: float | None = None
         self._snapshot_elapsed_time = 0.0
         self._final_elapsed_time: float | None = None
-        self._extensions: OrderedDict[str, _ExtensionEntry] = OrderedDict()
+        self._runner = ExtensionRunner()
 
         self.reporter = reporter_module.Reporter()
         for name, model in updater.get_all_models().items():
@@ -164,58 +139,11 @@ class Trainer:
             raise TypeError(
                 f"extend() got unexpected keyword arguments. Received: {sorted(kwargs)}"
             )
-        if isinstance(extension, type):
-            raise TypeError(
-                "extension must be an instance (or a function), not a class; "
-                f"call it first, e.g. {extension.__name__}(). "
-                f"Received: extension={extension!r}"
-            )
-        if _is_keras_callback(extension):
-            from ktrainer.callbacks import KerasCallbackExtension
-
-            extension = KerasCallbackExtension(extension)
-        if not callable(extension):
-            raise TypeError(
-                "extension must be callable with the trainer. "
-                f"Received: extension={extension!r}"
-            )
-        if name is None:
-            name = _default_name(extension)
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str. Received: name={name!r}")
-        if name == "training":
-            raise ValueError("name 'training' is reserved. Received: name='training'")
-        if trigger is None:
-            trigger = getattr(extension, "trigger", (1, "iteration"))
-        trigger = get_trigger(trigger)
-        if priority is None:
-            priority = getattr(extension, "priority", extension_module.PRIORITY_READER)
-
-        unique, ordinal = name, 0
-        while unique in self._extensions:
-            ordinal += 1
-            unique = f"{name}_{ordinal}"
-        # A bound method cannot take attributes: it keeps its own name.
-        with contextlib.suppress(AttributeError):
-            extension.name = unique
-        self._extensions[unique] = _ExtensionEntry(
-            extension, priority, trigger, call_before_training
-        )
+        self._runner.extend(extension, name, trigger, priority, call_before_training)
 
     def get_extension(self, name: str):
         """Returns the extension registered under `name`."""
-        try:
-            return self._extensions[name].extension
-        except KeyError:
-            raise ValueError(
-                f"no extension named {name!r}; registered: {list(self._extensions)}"
-            ) from None
-
-    def _sorted_entries(self) -> list[tuple[str, _ExtensionEntry]]:
-        # sorted() is stable, so equal priorities keep registration order.
-        return sorted(
-            self._extensions.items(), key=lambda kv: kv[1].priority, reverse=True
-        )
+        return self._runner.get_extension(name)
 
     def run(self, show_loop_exception_msg: bool = True) -> None:
         """Runs the training loop until the stop trigger fires.
@@ -237,33 +165,20 @@ class Trainer:
                 "out must name a directory (or a path to create one at), "
                 f"not an existing file. Received: out={self.out!r}"
             ) from None
-        entries = self._sorted_entries()
         updater = self.updater
-        sync = getattr(updater, "sync_model_state", None)
+        runner = self._runner
         deferred = getattr(updater, "deferred_sync", contextlib.nullcontext)
         self._start_at = time.perf_counter()
-
+        failed = False
         try:
-            for _, entry in entries:
-                initializer = getattr(entry.extension, "initialize", None)
-                if initializer and not getattr(entry.trigger, "finished", False):
-                    if sync is not None and _needs_state(entry.extension):
-                        sync()
-                    initializer(self)
-
+            runner.start(self)
             self.observation = {}
             with self.reporter.scope(self.observation):
-                for _, entry in entries:
-                    # Chainer: only before the first update, not on a resume.
-                    if entry.call_before_training and self.is_before_training:
-                        if sync is not None and _needs_state(entry.extension):
-                            sync()
-                        entry.extension(self)
-
+                runner.run_before_training(self)
             with deferred():
-                self._loop(entries, sync)
+                self._loop(runner.hot_plan())
         except Exception as exc:
-            tb = sys.exc_info()[2]
+            failed = True
             if show_loop_exception_msg:
                 print(f"Exception in main training loop: {exc}", file=sys.stderr)
                 print(
@@ -271,43 +186,22 @@ class Trainer:
                     "reraising the exception.",
                     file=sys.stderr,
                 )
-            for _, entry in entries:
-                handler = getattr(entry.extension, "on_error", None)
-                if handler:
-                    try:
-                        handler(self, exc, tb)
-                    except Exception as handler_exc:
-                        print(
-                            f"Exception in error handler: {handler_exc}",
-                            file=sys.stderr,
-                        )
-                        traceback.print_exc()
+            runner.on_error(self, exc, sys.exc_info()[2])
+            raise
+        except BaseException:
+            failed = True
             raise
         finally:
-            if sync is not None:
-                sync()
-            for _, entry in entries:
-                finalize = getattr(entry.extension, "finalize", None)
-                if finalize:
-                    finalize()
-            updater.finalize()
+            runner.finalize(updater.finalize, raise_errors=not failed)
 
         self._final_elapsed_time = self.elapsed_time
         self._done = True
 
-    def _loop(self, entries, sync) -> None:
+    def _loop(self, plan) -> None:
         # The hot path: keep per-iteration work to attribute lookups and calls.
         update = self.updater.update
         reporter = self.reporter
         stop_trigger = self.stop_trigger
-        plan = [
-            (
-                entry.trigger,
-                entry.extension,
-                sync is not None and _needs_state(entry.extension),
-            )
-            for _, entry in entries
-        ]
         if stop_trigger(self):
             updater = self.updater
             warnings.warn(
@@ -322,11 +216,13 @@ class Trainer:
             self.observation = observation = {}
             with reporter.scope(observation):
                 update()
-                for trigger, extension, needs_state in plan:
+                for trigger, extension, before, after in plan:
                     if trigger(self):
-                        if needs_state:
-                            sync()
+                        if before is not None:
+                            before()
                         extension(self)
+                        if after is not None:
+                            after()
             if stop_trigger(self):
                 return
 
@@ -337,13 +233,7 @@ class Trainer:
         self.updater.serialize(serializer["updater"])
         if hasattr(self.stop_trigger, "serialize"):
             self.stop_trigger.serialize(serializer["stop_trigger"])
-        ext_serializer = serializer["extensions"]
-        trigger_serializer = serializer["extension_triggers"]
-        for name, entry in self._extensions.items():
-            if hasattr(entry.extension, "serialize"):
-                entry.extension.serialize(ext_serializer[name])
-            if hasattr(entry.trigger, "serialize"):
-                entry.trigger.serialize(trigger_serializer[name])
+        self._runner.serialize(serializer)
         if isinstance(serializer, Serializer):
             elapsed = (
                 self._snapshot_elapsed_time
@@ -355,16 +245,6 @@ class Trainer:
             self._snapshot_elapsed_time = float(
                 serializer("_snapshot_elapsed_time", self._snapshot_elapsed_time)
             )
-
-
-def _needs_state(extension) -> bool:
-    return getattr(extension, "needs_model_state", True)
-
-
-def _is_keras_callback(obj) -> bool:
-    import keras
-
-    return isinstance(obj, keras.callbacks.Callback)
 
 
 def _named_sublayers(model):

@@ -235,3 +235,35 @@ def test_snapshot_holds_model_optimizer_and_counters(tmp_out):
         optimizer_group = f["updater/optimizer:main"]
         counter = model.optimizer.iterations.path.split("/")[-1]
         assert int(optimizer_group[counter][()]) == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"extension": lambda t: None, "name": "training"}, ValueError, "reserved"),
+        ({"extension": extensions.LogReport}, TypeError, "instance"),
+    ],
+    ids=["reserved-name", "a-class"],
+)
+def test_extend_checks_as_the_trainer_does(kwargs, error, match):
+    callback = ExtensionsCallback()
+    with pytest.raises(error, match=match):
+        callback.extend(**kwargs)
+    trainer = Trainer(
+        StandardUpdater(SerialIterator(make_dataset(8), 4), make_classifier())
+    )
+    with pytest.raises(error, match=match):
+        trainer.extend(**kwargs)
+
+
+def test_a_keras_callback_is_refused_and_finalizers_run_after_fit(tmp_out):
+    with pytest.raises(TypeError, match=r"model.fit\(callbacks"):
+        ExtensionsCallback([keras.callbacks.History()])
+    log = []
+    ext = lambda t: None  # noqa: E731
+    ext.finalize = lambda: log.append("finalize")
+    callback = ExtensionsCallback([ext], out=tmp_out)
+    model = make_classifier()
+    x, y = (np.stack(a) for a in zip(*make_dataset(16)))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    assert log == ["finalize"]

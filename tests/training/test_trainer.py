@@ -249,3 +249,19 @@ def test_run_with_the_stop_trigger_already_fired_warns(tmp_path):
         resumed.run()
     assert resumed.updater.update_core_calls == 0
     assert [it for it, _ in log if isinstance(it, int)] == []
+
+
+def test_finalizers_run_even_when_the_last_sync_raises():
+    log = []
+    trainer = get_trainer_with_mock_updater((2, "iteration"))
+
+    def failing_sync():
+        raise OSError("device lost")
+
+    trainer.updater.sync_model_state = failing_sync
+    trainer.extend(_Recorder(log, "x", needs_model_state=False))
+    trainer.extend(_Recorder(log, "y", needs_model_state=False))
+    with pytest.raises(OSError, match="device lost"):
+        trainer.run()
+    assert ("finalize", "x") in log
+    assert ("finalize", "y") in log
