@@ -180,6 +180,23 @@ def main(mode: str, out: str, *process: str) -> None:
                 # Model and optimizer are built in the scope, as Keras asks.
                 results[kind] = train(custom, where)
             results["replicas"] = strategy.num_replicas_in_sync
+        elif mode == "tf-multiworker":
+            import tensorflow as tf  # noqa: TID251
+
+            from ktrainer import distributed
+            from ktrainer.dataset import TupleDataset
+
+            if not results:
+                # Reads TF_CONFIG; must come before any other TensorFlow op.
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            share = distributed.scatter_dataset(TupleDataset(*data()))
+            batch = GLOBAL_BATCH // distributed.world_size()
+            with strategy.scope():
+                results[kind] = train(custom, where, share=share, batch_size=batch)
+            results["replicas"] = strategy.num_replicas_in_sync
+            results["rank"] = distributed.rank()
+            results["world_size"] = distributed.world_size()
+            results["chief"] = distributed.is_chief()
         elif mode == "torch-gloo":
             from ktrainer import distributed
             from ktrainer.dataset import TupleDataset
