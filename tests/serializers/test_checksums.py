@@ -244,3 +244,15 @@ def test_digest_of_strings_and_none_is_stable():
 def test_saved_file_names_no_temporary_entry(tmp_path):
     save_hdf5(tmp_path / "s.h5", _state())
     assert os.listdir(tmp_path) == ["s.h5"]
+
+
+def test_a_large_array_is_verified(tmp_path):
+    big = np.random.default_rng(0).normal(size=(1500, 1001)).astype("float32")
+    path = tmp_path / "big.h5"
+    save_hdf5(path, State(big=big))
+    target = State(big=np.zeros_like(big))
+    load_hdf5(path, target)
+    np.testing.assert_array_equal(target.big, big)
+    _flip(path, "big", byte=5_000_000, bit=6)
+    with pytest.raises(ValueError, match=r"'big'.*checksum mismatch"):
+        load_hdf5(path, State(big=np.zeros_like(big)))
