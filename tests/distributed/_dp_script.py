@@ -170,6 +170,15 @@ def main(mode: str, out: str, *process: str) -> None:
     if mode == "torch-gloo":
         rank, world, port = (int(p) for p in process)
         _torch_gloo(rank, world, port)
+    elif mode == "jax-multiprocess":
+        import jax  # noqa: TID251
+
+        rank, world, port = (int(p) for p in process)
+        # CPU devices of different processes reduce through gloo.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        keras.distribution.initialize(
+            f"127.0.0.1:{port}", num_processes=world, process_id=rank
+        )
     for kind in ("compiled", "custom"):
         custom = kind == "custom"
         where = os.path.join(out, kind)
@@ -204,6 +213,20 @@ def main(mode: str, out: str, *process: str) -> None:
             share = distributed.scatter_dataset(TupleDataset(*data()))
             batch = GLOBAL_BATCH // distributed.world_size()
             results[kind] = train(custom, where, share=share, batch_size=batch)
+            results["rank"] = distributed.rank()
+            results["world_size"] = distributed.world_size()
+            results["chief"] = distributed.is_chief()
+        elif mode == "jax-multiprocess":
+            from ktrainer import distributed
+            from ktrainer.dataset import TupleDataset
+
+            distribution = keras.distribution.DataParallel()
+            keras.distribution.set_distribution(distribution)
+            share = distributed.scatter_dataset(TupleDataset(*data()))
+            batch = GLOBAL_BATCH // distributed.world_size()
+            results[kind] = train(custom, where, share=share, batch_size=batch)
+            results["replicas"] = len(distribution.device_mesh.devices.flat)
+            results["shard_shapes"] = SHARD_SHAPES
             results["rank"] = distributed.rank()
             results["world_size"] = distributed.world_size()
             results["chief"] = distributed.is_chief()
