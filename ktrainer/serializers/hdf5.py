@@ -17,6 +17,7 @@ instead of making the load allocate and fill it.
 from __future__ import annotations
 
 import errno
+import math
 import os
 from typing import Any
 
@@ -135,6 +136,19 @@ def _check_size(dataset: h5py.Dataset) -> None:
             f"its header declares shape {dataset.shape} {dataset.dtype} "
             f"({declared} bytes), more than the {file_size}-byte file can hold"
         )
+    if dataset.chunks is not None and dataset.size:
+        # HDF5 fills every chunk that was never written, one by one (about
+        # 2 GiB a minute); a serializer writes every chunk, so a missing
+        # one means a damaged shape.
+        declared_chunks = math.prod(
+            -(-n // c) for n, c in zip(dataset.shape, dataset.chunks)
+        )
+        stored_chunks = dataset.id.get_num_chunks()
+        if stored_chunks < declared_chunks:
+            raise ValueError(
+                f"its header declares shape {dataset.shape} in {declared_chunks} "
+                f"chunks, but the file holds {stored_chunks} of them"
+            )
 
 
 def _read_stored(dataset: h5py.Dataset) -> Any:

@@ -256,3 +256,25 @@ def test_a_large_array_is_verified(tmp_path):
     _flip(path, "big", byte=5_000_000, bit=6)
     with pytest.raises(ValueError, match=r"'big'.*checksum mismatch"):
         load_hdf5(path, State(big=np.zeros_like(big)))
+
+
+def test_a_compressed_array_whose_shape_grew_fails_at_once(tmp_path):
+    # What a damaged dimension of a compressed (chunked) entry looks like:
+    # a shape whose chunks were never written. HDF5 would fill each one.
+    path = tmp_path / "grown.h5"
+    with h5py.File(path, "w") as f:
+        dataset = f.create_dataset(
+            "a", shape=(4096,), maxshape=(None,), dtype="float32", chunks=(64,)
+        )
+        dataset[:] = 1.0
+        dataset.resize((4096 * 64,))  # 1 MiB declared, 64 KiB stored
+    with pytest.raises(ValueError, match=r"4096 chunks, but the file holds 64"):
+        load_hdf5(path, State(a=None))
+
+
+def test_a_compressed_snapshot_round_trips(tmp_path):
+    path = tmp_path / "c.h5"
+    save_hdf5(path, _state(), compression=4)
+    target = _target()
+    load_hdf5(path, target)
+    np.testing.assert_array_equal(target.big, _state().big)
