@@ -10,8 +10,11 @@ which every load verifies, so a damaged file is an error rather than
 different weights. A file written without checksums (by an older version,
 or by an `HDF5Serializer` used directly) still loads, unverified. Before
 reading an entry, its declared size is compared with the size of the
-file, so a damaged header that claims an enormous array fails at once
-instead of making the load allocate and fill it.
+file, and a chunked (compressed) entry must hold every chunk its shape
+declares, so a damaged header that claims an enormous array fails at once
+instead of making the load allocate it and HDF5 fill it chunk by chunk
+(about 2 GiB a minute: a flipped bit in a dimension made loads run for
+many minutes).
 """
 
 from __future__ import annotations
