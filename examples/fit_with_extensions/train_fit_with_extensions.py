@@ -51,12 +51,19 @@ def build_model(n_in: int, n_units: int, lr: float) -> keras.Model:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batchsize", "-b", type=int, default=64)
-    parser.add_argument("--epoch", "-e", type=int, default=10)
-    parser.add_argument("--out", "-o", default="result")
-    parser.add_argument("--unit", "-u", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--batchsize", "-b", type=int, default=64, help="examples per batch"
+    )
+    parser.add_argument("--epoch", "-e", type=int, default=10, help="epochs to train")
+    parser.add_argument("--out", "-o", default="result", help="output folder")
+    parser.add_argument(
+        "--unit", "-u", type=int, default=128, help="units per hidden layer"
+    )
+    parser.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     parser.add_argument(
         "--max-iterations",
         type=int,

@@ -112,9 +112,14 @@ def setup_logging() -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batchsize", "-b", type=int, default=64)
-    parser.add_argument("--epoch", "-e", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--batchsize", "-b", type=int, default=64, help="examples per batch"
+    )
+    parser.add_argument("--epoch", "-e", type=int, default=10, help="epochs to train")
     parser.add_argument(
         "--frequency",
         "-f",
@@ -130,7 +135,7 @@ def main(argv=None) -> dict:
         help="-1 or 'cpu' for the host, 0, 'gpu' or 'gpu:N' for an accelerator "
         "(default: Keras's placement)",
     )
-    parser.add_argument("--out", "-o", default="result")
+    parser.add_argument("--out", "-o", default="result", help="output folder")
     parser.add_argument(
         "--resume", "-r", default=None, help="snapshot file to resume from"
     )
@@ -142,9 +147,11 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--unit", "-u", type=int, default=128, help="units per hidden layer"
     )
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     parser.add_argument(
-        "--dataset", default=None, help="an mnist.npz; default: scikit-learn digits"
+        "--dataset",
+        default=None,
+        help="an mnist.npz to train on instead of scikit-learn's digits",
     )
     parser.add_argument(
         "--max-iterations",
@@ -152,7 +159,9 @@ def main(argv=None) -> dict:
         default=None,
         help="stop after this many iterations (smoke runs)",
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="hide the progress bar"
+    )
     args = parser.parse_args(argv)
     if args.resume and args.autoload:
         parser.error("give either --resume or --autoload, not both")

@@ -10,9 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import pathlib
 
+import matplotlib.image
+import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -109,3 +112,67 @@ def test_fit_with_extensions_example(tmp_out):
     last = example.main(["--epoch", "2", "--out", tmp_out])
     assert last["epoch"] == 2
     assert os.path.exists(os.path.join(tmp_out, "log"))
+
+
+# -- DCGAN -------------------------------------------------------------------
+
+LN2 = math.log(2)
+# Tiny settings for the resume tests: 15 iterations per epoch.
+TINY_GAN = ["--batchsize", "128", "--unit", "32", "--no-progress"]
+
+
+def test_train_dcgan_losses_move_as_a_gans_do(tmp_out):
+    example = _load("dcgan/train_dcgan.py")
+    log = example.main(
+        ["--epoch", "3", "--out", tmp_out, "--no-progress", "--image-interval", "1"]
+    )
+    assert [entry["epoch"] for entry in log] == [1, 2, 3]
+    gen = [entry["gen/loss"] for entry in log]
+    dis = [entry["dis/loss"] for entry in log]
+    assert all(math.isfinite(v) for v in gen + dis)
+    # Both start at chance (2 ln 2 for the discriminator, ln 2 for the
+    # generator). The discriminator learns first, so its loss drops below
+    # chance and the generator's rises above it; neither side collapses.
+    assert all(0.5 < d < 2 * LN2 for d in dis), dis
+    assert gen[-1] > LN2 + 0.2, gen
+    assert all(g < 5.0 for g in gen), gen
+    # The generated digits change as the generator learns.
+    first, last = (
+        matplotlib.image.imread(os.path.join(tmp_out, f"digits_epoch_{e}.png"))
+        for e in (1, 3)
+    )
+    assert first.shape == last.shape
+    assert first.shape[0] >= 400
+    assert np.abs(first - last).mean() > 0.01
+
+
+def test_train_dcgan_autoload_resumes_exactly(tmp_path):
+    example = _load("dcgan/train_dcgan.py")
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    every_epoch = ["--frequency", "1", "--image-interval", "1"]
+    log = example.main([*TINY_GAN, *every_epoch, "--epoch", "3", "--out", straight])
+    example.main([*TINY_GAN, *every_epoch, "--epoch", "2", "--out", resumed])
+    resumed_log = example.main(
+        [*TINY_GAN, *every_epoch, "--epoch", "3", "--out", resumed, "--autoload"]
+    )
+    # The resumed run holds the whole log, and its third epoch is the
+    # uninterrupted run's: same noise, same batches, same optimizer state.
+    assert [entry["epoch"] for entry in resumed_log] == [1, 2, 3]
+    for key in ("gen/loss", "dis/loss"):
+        assert resumed_log[-1][key] == pytest.approx(log[-1][key], rel=1e-5), key
+    assert sorted(os.listdir(resumed)) == sorted(os.listdir(straight))
+
+
+def test_train_dcgan_resume_flag_loads_the_named_snapshot(tmp_out, caplog):
+    example = _load("dcgan/train_dcgan.py")
+    example.main([*TINY_GAN, "--frequency", "1", "--epoch", "2", "--out", tmp_out])
+    snapshot = os.path.join(tmp_out, "snapshot_iter_15")
+    with caplog.at_level(logging.INFO, logger="train_dcgan"):
+        log = example.main(
+            [*TINY_GAN, "--epoch", "2", "--out", tmp_out, "--resume", snapshot]
+        )
+    assert [entry["iteration"] for entry in log] == [15, 29]
+    assert any(
+        f"resumed from {snapshot} at iteration 15 (epoch 1)" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
