@@ -8,6 +8,7 @@ import os
 import tensorflow as tf
 
 from ktrainer._backend._common import require_built
+from ktrainer._backend._distribute_common import warn_unsynchronized_batch_norm
 
 
 def device_names(kind: str) -> list[str]:
@@ -69,7 +70,7 @@ def train_step_class(model, optimizer):
     strategy = _strategy(model)
     if strategy is None:
         return None
-    _check_optimizer(strategy, optimizer)
+    _check(strategy, model, optimizer)
     return StrategyTrainStep
 
 
@@ -78,8 +79,14 @@ def minimizer_class(model, optimizer):
     strategy = _strategy(model)
     if strategy is None:
         return None
-    _check_optimizer(strategy, optimizer)
+    _check(strategy, model, optimizer)
     return StrategyMinimizer
+
+
+def _check(strategy, model, optimizer) -> None:
+    _check_optimizer(strategy, optimizer)
+    if strategy.num_replicas_in_sync > 1:
+        warn_unsynchronized_batch_norm(model, type(strategy).__name__)
 
 
 def _check_optimizer(strategy, optimizer) -> None:
@@ -87,8 +94,8 @@ def _check_optimizer(strategy, optimizer) -> None:
     if getattr(optimizer, "_distribution_strategy", None) is not strategy:
         raise ValueError(
             "optimizer must be created inside the same strategy.scope() as the "
-            "model, or its slots are not mirrored and gradients are not summed "
-            f"across replicas. Received: an optimizer created outside {name}.scope()"
+            "model, so that the strategy places and updates its variables. "
+            f"Received: an optimizer created outside {name}.scope()"
         )
     if strategy.num_replicas_in_sync == 1:
         return

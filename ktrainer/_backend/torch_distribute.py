@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from ktrainer._backend._common import require_built
+from ktrainer._backend._distribute_common import warn_unsynchronized_batch_norm
 
 
 def device_names(kind: str) -> list[str]:
@@ -46,12 +47,18 @@ def _distributed() -> bool:
 
 def train_step_class(model, optimizer):
     """`DDPTrainStep` in an initialized process group of 2+ ranks, else `None`."""
-    return DDPTrainStep if _distributed() else None
+    if not _distributed():
+        return None
+    warn_unsynchronized_batch_norm(model, "torch.distributed")
+    return DDPTrainStep
 
 
 def minimizer_class(model, optimizer):
     """`DDPMinimizer` in an initialized process group of 2+ ranks, else `None`."""
-    return DDPMinimizer if _distributed() else None
+    if not _distributed():
+        return None
+    warn_unsynchronized_batch_norm(model, "torch.distributed")
+    return DDPMinimizer
 
 
 def _collective_device():

@@ -9,6 +9,7 @@ trains a compiled model and a custom `loss_func` under `OUT/<kind>`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -126,6 +127,54 @@ def resume_on_one_device(custom: bool, snapshot: str) -> dict:
     return {"weights": loaded, "iteration": iteration}
 
 
+def guard_messages(scope_factory) -> dict:
+    """What a first update says for settings a strategy would compute wrongly.
+
+    `scope_factory()` enters the distribution's scope (a strategy scope);
+    the optimizer of the last case is made outside it.
+    """
+    import warnings
+
+    import keras
+
+    import ktrainer
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
+
+    def first_update(optimizer, batch_norm=False):
+        with scope_factory():
+            layers = [keras.Input((N_IN,)), keras.layers.Dense(4)]
+            if batch_norm:
+                layers.append(keras.layers.BatchNormalization())
+            model = keras.Sequential([*layers, keras.layers.Dense(N_OUT)])
+            model.compile(
+                optimizer=optimizer() if callable(optimizer) else optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            it = SerialIterator(TupleDataset(*data()), GLOBAL_BATCH)
+            updater = ktrainer.StandardUpdater(it, model)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    updater.update()
+                except ValueError as error:
+                    return f"ValueError: {error}"
+            ours = [w for w in caught if issubclass(w.category, UserWarning)]
+            return " | ".join(str(w.message) for w in ours) or "trained"
+
+    return {
+        "clipnorm": first_update(lambda: keras.optimizers.SGD(0.1, clipnorm=1.0)),
+        "global_clipnorm": first_update(
+            lambda: keras.optimizers.SGD(0.1, global_clipnorm=1.0)
+        ),
+        "accumulation": first_update(
+            lambda: keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)
+        ),
+        "outside": first_update(keras.optimizers.SGD(0.1)),
+        "batch_norm": first_update(lambda: keras.optimizers.SGD(0.1), True),
+    }
+
+
 # -- engine setup, run as a script ------------------------------------------------
 
 
@@ -189,6 +238,8 @@ def main(mode: str, out: str, *process: str) -> None:
                 # Model and optimizer are built in the scope, as Keras asks.
                 results[kind] = train(custom, where)
             results["replicas"] = strategy.num_replicas_in_sync
+            if custom:
+                results["guards"] = guard_messages(strategy.scope)
         elif mode == "tf-multiworker":
             import tensorflow as tf  # noqa: TID251
 
@@ -216,6 +267,8 @@ def main(mode: str, out: str, *process: str) -> None:
             results["rank"] = distributed.rank()
             results["world_size"] = distributed.world_size()
             results["chief"] = distributed.is_chief()
+            if custom:
+                results["guards"] = guard_messages(contextlib.nullcontext)
         elif mode == "jax-multiprocess":
             from ktrainer import distributed
             from ktrainer.dataset import TupleDataset

@@ -17,3 +17,20 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     for kind in _compare.KINDS:
         _compare.assert_matches(run[kind], _compare.reference(tmp_path, kind), split=2)
         _compare.assert_resumes_on_one_device(out, kind, run[kind])
+    # The same run tried settings the strategy would compute wrongly.
+    _check_guards(run)
+
+
+GUARDS = {
+    "clipnorm": "ValueError: optimizer clipnorm is not supported under Mirrored",
+    "global_clipnorm": "ValueError: optimizer global_clipnorm is not supported",
+    "accumulation": "ValueError: optimizer gradient_accumulation_steps is not",
+    "outside": "ValueError: optimizer must be created inside the same strategy",
+    "batch_norm": "BatchNormalization layers ['batch_normalization'] normalize",
+}
+
+
+def _check_guards(run: dict) -> None:
+    for case, start in GUARDS.items():
+        assert run["guards"][case].startswith(start), run["guards"][case]
+    assert "Received: clipnorm=1.0" in run["guards"]["clipnorm"]

@@ -28,8 +28,20 @@ def test_two_gloo_ranks_match_one_device(tmp_path):
         for run in runs:  # every rank holds the same weights and logs
             _compare.assert_matches(run[kind], expected, split=2)
         _compare.assert_resumes_on_one_device(outs[0], kind, runs[0][kind])
+    for run in runs:
+        _check_guards(run)
     # The log and the snapshot are written once, by the chief.
     for kind in _compare.KINDS:
         assert os.path.exists(os.path.join(outs[0], kind, "log"))
         written = os.listdir(os.path.join(outs[1], kind))
         assert not [n for n in written if n == "log" or n.startswith("snapshot")]
+
+
+def _check_guards(run: dict) -> None:
+    guards = run["guards"]
+    # Gradients are averaged before the optimizer sees them: clipping and
+    # accumulation act on the global gradient, as on one device.
+    for case in ("clipnorm", "global_clipnorm", "accumulation", "outside"):
+        assert guards[case] == "trained", guards[case]
+    assert guards["batch_norm"].startswith("BatchNormalization layers")
+    assert "under torch.distributed" in guards["batch_norm"]

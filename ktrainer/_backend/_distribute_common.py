@@ -1,0 +1,42 @@
+"""Backend-neutral checks shared by the data-parallel steps."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+
+
+def _layers(model):
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=False))
+    return list(getattr(model, "layers", ()))
+
+
+def warn_unsynchronized_batch_norm(model, where: str) -> None:
+    """Warns when `model` has BatchNormalization layers that are not synchronized.
+
+    Each replica then normalizes with its own part of the batch, so the
+    training differs from one device on the global batch.
+    """
+    names = [
+        layer.name
+        for layer in _layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and not getattr(layer, "synchronized", False)
+    ]
+    if not names:
+        return
+    hint = (
+        "build them with BatchNormalization(synchronized=True) to share the statistics"
+        if keras.config.backend() == "tensorflow"
+        else "Keras synchronizes them only under the tensorflow backend"
+    )
+    warnings.warn(
+        f"BatchNormalization layers {names} normalize each replica's part of the "
+        f"batch with its own statistics under {where}, not with the global "
+        f"batch's, so training differs from one device; {hint}.",
+        UserWarning,
+        stacklevel=4,
+    )
