@@ -40,3 +40,16 @@ def warn_unsynchronized_batch_norm(model, where: str) -> None:
         UserWarning,
         stacklevel=4,
     )
+
+
+# Methods of the single-device steps a data-parallel wrapper must not pass
+# on: a fused run (`run_many`) would skip the sharding or averaging, so the
+# updater runs single steps instead.
+_NOT_DELEGATED = frozenset({"_inner", "run_many"})
+
+
+def delegate(step, name: str):
+    """`name` of the single-device step that `step` wraps, for `__getattr__`."""
+    if name in _NOT_DELEGATED:
+        raise AttributeError(name)
+    return getattr(step._inner, name)

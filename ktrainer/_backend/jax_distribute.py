@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import keras
 
+from ktrainer._backend._distribute_common import delegate
+
 
 def device_names(kind: str) -> list[str]:
     try:
@@ -87,10 +89,8 @@ class ShardedTrainStep:
         return self._inner(shard_batch(self.distribution, data))
 
     def __getattr__(self, name):
-        if name == "_inner":  # not built yet: no recursion
-            raise AttributeError(name)
         # Everything else (sync, state handling) is the single-device step's.
-        return getattr(self._inner, name)
+        return delegate(self, name)
 
 
 class ShardedMinimizer:
@@ -107,9 +107,7 @@ class ShardedMinimizer:
         return self._inner(args, kwargs)
 
     def __getattr__(self, name):
-        if name == "_inner":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
+        return delegate(self, name)
 
 
 def reduces_reports() -> bool:

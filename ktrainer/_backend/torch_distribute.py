@@ -7,7 +7,10 @@ import torch
 import torch.distributed as dist
 
 from ktrainer._backend._common import require_built
-from ktrainer._backend._distribute_common import warn_unsynchronized_batch_norm
+from ktrainer._backend._distribute_common import (
+    delegate,
+    warn_unsynchronized_batch_norm,
+)
 
 
 def device_names(kind: str) -> list[str]:
@@ -139,10 +142,8 @@ class _DDPStep:
             self._averager.active = False
 
     def __getattr__(self, name):
-        if name == "_inner":
-            raise AttributeError(name)
         # Everything else (sync) is the single-device step's.
-        return getattr(self._inner, name)
+        return delegate(self, name)
 
 
 class DDPTrainStep(_DDPStep):
