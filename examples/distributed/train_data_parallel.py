@@ -25,6 +25,15 @@ only the chief process writes `--out`.
     KERAS_BACKEND=torch torchrun --nproc-per-node 2 \\
         examples/distributed/train_data_parallel.py
 
+Several processes on one machine (or several machines): under jax set
+`KERAS_DISTRIBUTION_JOB_ADDRESSES=host:port` (the coordinator),
+`KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID` in
+each; under tensorflow set `TF_CONFIG` in each, as for
+`MultiWorkerMirroredStrategy`.
+
+Every process evaluates the whole validation set, so the Evaluator
+reports the same global results in every process.
+
 `--cpu-devices N` splits the host into N devices (logical CPUs under
 tensorflow, `--xla_force_host_platform_device_count` under jax) to try
 it without accelerators; it must be applied before the engine starts,
@@ -60,6 +69,10 @@ def configure_engine(backend: str, cpu_devices: int):
         import keras
 
         if "KERAS_DISTRIBUTION_NUM_PROCESSES" in os.environ:
+            import jax  # noqa: TID251
+
+            # CPU devices of different processes reduce through gloo.
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
             keras.distribution.initialize()
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         return contextlib.nullcontext()
@@ -150,7 +163,7 @@ def main(argv=None) -> dict:
     (x_train, y_train), (x_test, y_test) = load_data()
     world = distributed.world_size()
     train = distributed.scatter_dataset(TupleDataset(x_train, y_train))
-    test = distributed.scatter_dataset(TupleDataset(x_test, y_test))
+    test = TupleDataset(x_test, y_test)  # whole: every process reports the same
     batch = max(1, args.batchsize // world)
     with scope:
         model = build_model(args.unit, args.lr)
