@@ -168,16 +168,15 @@ def main(argv=None) -> dict:
     with scope:
         model = build_model(args.unit, args.lr)
         updater = StandardUpdater(SerialIterator(train, batch), model)
-    stop = (
-        (args.max_iterations, "iteration")
-        if args.max_iterations
-        else (args.epoch, "epoch")
-    )
+    # A smoke run (--max-iterations) logs and evaluates once, at its end.
+    every = (args.max_iterations, "iteration") if args.max_iterations else None
+    stop = every or (args.epoch, "epoch")
     trainer = Trainer(updater, stop, out=args.out)
     trainer.extend(
-        extensions.Evaluator(SerialIterator(test, batch, repeat=False), model)
+        extensions.Evaluator(SerialIterator(test, batch, repeat=False), model),
+        trigger=every or (1, "epoch"),
     )
-    trainer.extend(extensions.LogReport(trigger=(1, "epoch")))
+    trainer.extend(extensions.LogReport(trigger=every or (1, "epoch")))
     trainer.extend(
         extensions.PrintReport(
             ["epoch", "main/loss", "main/accuracy", "validation/main/accuracy"]

@@ -23,7 +23,7 @@ EXAMPLE = (
 
 
 def _start(out: str, *flags: str, **env: str) -> subprocess.Popen:
-    command = [sys.executable, str(EXAMPLE), "--epoch", "1", "--unit", "64"]
+    command = [sys.executable, str(EXAMPLE), "--max-iterations", "12", "--unit", "64"]
     return subprocess.Popen(
         [*command, "--out", out, *flags],
         env=_launch.env(KERAS_BACKEND=keras.config.backend(), **env),
@@ -68,6 +68,6 @@ def test_example_trains_on_two_replicas(tmp_path):
         expected = "2 replicas, 1 process(es), global batch 64"
     assert expected in chief
     last = json.loads(chief.split("LAST ", 1)[1].splitlines()[0])
-    assert last["epoch"] == 1
+    assert last["iteration"] == 12
     assert last["validation/main/accuracy"] > 0.25  # chance is 0.1
     assert os.path.exists(os.path.join(out, "log"))
