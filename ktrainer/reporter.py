@@ -335,6 +335,7 @@ class Summary:
         self._n = 0.0
         self._values: list = []
         self._weights: list = []
+        self._stacked: list = []  # fused runs' values, one vector per run
 
     def add(self, value: Any, weight: Any = 1) -> None:
         """Adds a scalar with a weight.
@@ -362,8 +363,34 @@ class Summary:
         if len(self._values) >= self.fold_every:
             self._fold()
 
+    def add_stacked(self, values: Any) -> None:
+        """Adds one value per iteration of a fused run, each of weight 1.
+
+        Args:
+            values: an array or tensor of shape `(k,)`, such as what a
+                fused update reports (`Trainer(max_fused_steps=...)`).
+        """
+        shape = getattr(values, "shape", None)
+        if shape is None or len(shape) != 1:
+            raise ValueError(
+                "values must be an array or tensor of shape (k,). Received: "
+                f"values with shape {None if shape is None else tuple(shape)}"
+            )
+        self._stacked.append(_snapshot(values))
+        if len(self._stacked) >= self.fold_every:
+            self._fold()
+
     def _fold(self) -> None:
         """Adds the pending values into the host sums and forgets them."""
+        for values in self._stacked:
+            try:
+                x = np.asarray(_backend.host_view(values), dtype=np.float64)
+            except (AttributeError, TypeError):  # another framework's tensor
+                x = np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float64)
+            self._x += float(np.sum(x))
+            self._x2 += float(np.sum(x * x))
+            self._n += float(x.size)
+        self._stacked = []
         if not self._values:
             return
         x = _to_float64(self._values)
@@ -463,6 +490,19 @@ class DictSummary:
                     )
             if _is_scalar(value):
                 summaries[key].add(value, weight)
+
+    def add_stacked(self, d: Mapping[str, Any]) -> None:
+        """Adds a fused run's values: each entry holds one value per iteration.
+
+        Args:
+            d: arrays or tensors of shape `(k,)` by key (entries of other
+                shapes are skipped), such as `trainer.fused_observation`.
+        """
+        summaries = self._summaries
+        for key, values in d.items():
+            shape = getattr(values, "shape", None)
+            if shape is not None and len(shape) == 1:
+                summaries[key].add_stacked(values)
 
     def compute_mean(self) -> dict[str, float]:
         """Returns the mean of every key, as a new dict."""

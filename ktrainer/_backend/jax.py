@@ -35,6 +35,19 @@ def sync_fit_state(model) -> None:
     model.jax_state_sync()
 
 
+@jax.jit
+def _finite_flags(tensors):
+    return jnp.stack([jnp.all(jnp.isfinite(t)) for t in tensors])
+
+
+def finite_flags(tensors):
+    """One fused on-device check of which tensors are finite (a bool vector).
+
+    Dispatched asynchronously; nothing waits until the result is read.
+    """
+    return _finite_flags(list(tensors))
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()
@@ -55,20 +68,31 @@ class TrainStep:
     """A jitted train step whose state lives outside the Keras variables.
 
     Between syncs the (trainable, non-trainable, optimizer) arrays are
-    held here and threaded through the step; `sync()` writes them back.
+    held here and threaded through the step, donated to it so XLA updates
+    them in place, as `fit` does. `sync()` writes them back into the
+    variables without a copy; the next step donates them again, so until
+    the next sync a variable may hold an array that was consumed — which
+    is why everything that reads variables syncs first. Writes into
+    variables (an extension setting the learning rate, a snapshot load)
+    are found by identity after a sync or `model_state_written()`, and
+    only those variables are re-read.
     """
 
     def __init__(self, model, optimizer, loss_fn=None) -> None:
         self.model = model
         self.optimizer = optimizer
         self._loss_fn = loss_fn
-        self._state = None
+        self._state = None  # the current arrays; None: read the variables
+        self._held = None  # what each variable held when last written/read
+        self._written = True  # the variables hold `_state`
+        self._check_writes = False
         self._metrics_init = None
         self._built = False
         fn = self._compiled_step if loss_fn is None else self._custom_step
-        # Donating the state lets XLA update weights and optimizer slots in
-        # place, as `fit` does; without it every step allocates new buffers.
-        self._jitted = jax.jit(fn, donate_argnums=0)
+        if loss_fn is None and (model.run_eagerly or not model.jit_compile):
+            self._jitted = fn  # as fit: run_eagerly / jit_compile=False
+        else:
+            self._jitted = jax.jit(fn, donate_argnums=0)
 
     def _variables(self):
         return (
@@ -118,21 +142,86 @@ class TrainStep:
             elif not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
-        if self._state is None:
-            # Copies: the step donates its state, and the variables must
-            # keep valid arrays for whoever reads them between syncs.
-            self._state = jax.tree.map(
-                jnp.copy, tuple([v.value for v in group] for group in self._variables())
-            )
-        logs, self._state = self._jitted(self._state, self._metrics_init, data)
+        state = self._state
+        if state is None:
+            held = tuple([v._value for v in group] for group in self._variables())
+            self._held = held
+            # Copied once: the step donates its state, and one array may
+            # back several variables (donating it twice is an error).
+            state = jax.tree.map(jnp.copy, held)
+        elif self._check_writes:
+            self._collect_writes(state)
+        logs, self._state = self._jitted(state, self._metrics_init, data)
+        self._written = False
+        self._check_writes = False
         return logs
 
+    def _collect_writes(self, state) -> None:
+        for variables, values, held in zip(self._variables(), state, self._held):
+            for i, variable in enumerate(variables):
+                current = variable._value
+                if current is not held[i]:
+                    held[i] = current
+                    values[i] = jnp.copy(current)  # see __call__
+
     def sync(self) -> None:
-        if self._state is None:
-            return
-        for variables, values in zip(self._variables(), self._state):
-            _write(variables, values)
-        self._state = None
+        if self._state is not None and self._check_writes:
+            # Writes since the last sync win over the arrays held here.
+            self._collect_writes(self._state)
+        if self._state is not None and not self._written:
+            for variables, values in zip(self._variables(), self._state):
+                _write(variables, values)
+            self._held = tuple(list(group) for group in self._state)
+            self._written = True
+        self._check_writes = True
+
+    def model_state_written(self) -> None:
+        """Variables were assigned: the next step takes their new values."""
+        self._check_writes = True
+
+    def run_many(self, stacked):
+        """Runs one step per entry of `stacked` (batches on a leading axis).
+
+        One jitted `lax.scan` over the batches, with the state donated as
+        in a single step, so `k` iterations cost one dispatch; the seed
+        generators' state is threaded through, so dropout draws the same
+        numbers as `k` single steps. Returns the logs with a leading axis
+        of length `k`, and the last step's logs. Compiled once per
+        distinct `k`.
+        """
+        model = self.model
+        if self._loss_fn is not None or model.run_eagerly or not model.jit_compile:
+            count = len(jax.tree.leaves(stacked)[0])
+            logs = [
+                self(jax.tree.map(lambda a, i=i: a[i], stacked)) for i in range(count)
+            ]
+            return {k: jnp.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
+        if not self._built:  # the first step builds the model and metrics
+            first = self(jax.tree.map(lambda a: a[0], stacked))
+            rest, last = self.run_many(jax.tree.map(lambda a: a[1:], stacked))
+            both = {k: jnp.concatenate([first[k][None], rest[k]]) for k in rest}
+            return both, last
+        state = self._state
+        if state is None:
+            held = tuple([v._value for v in group] for group in self._variables())
+            self._held = held
+            state = jax.tree.map(jnp.copy, held)  # see __call__
+        elif self._check_writes:
+            self._collect_writes(state)
+        if getattr(self, "_many", None) is None:
+            self._many = jax.jit(self._scan_steps, donate_argnums=0)
+        logs, last, self._state = self._many(state, self._metrics_init, stacked)
+        self._written = False
+        self._check_writes = False
+        return logs, last
+
+    def _scan_steps(self, state, metrics_init, stacked):
+        def body(state, data):
+            logs, state = self._compiled_step(state, metrics_init, data)
+            return state, logs
+
+        state, logs = jax.lax.scan(body, state, stacked)
+        return logs, jax.tree.map(lambda v: v[-1], logs), state
 
 
 def _current(scope, ref, old):

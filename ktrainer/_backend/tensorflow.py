@@ -32,6 +32,19 @@ def sync_fit_state(model) -> None:
     """Nothing to do: `fit` on tensorflow updates the variables in place."""
 
 
+@tf.function(reduce_retracing=True, autograph=False)
+def _finite_flags(tensors):
+    return tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+def finite_flags(tensors):
+    """One fused on-device check of which tensors are finite (a bool vector).
+
+    Dispatched asynchronously; nothing waits until the result is read.
+    """
+    return _finite_flags([tf.convert_to_tensor(t) for t in tensors])
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()
@@ -92,8 +105,64 @@ class TrainStep:
             self._fn = self._build(data)
         return self._fn(data)
 
+    def run_many(self, stacked):
+        """Runs one step per entry of `stacked` (batches on a leading axis).
+
+        One `tf.function` loops over the batches (a `tf.while_loop`, so
+        the graph does not grow with `k`), which saves a dispatch per
+        step. Returns the logs with a leading axis of length `k`, and the
+        last step's logs.
+        """
+        if self._fn is None:  # the first step builds the model and metrics
+            first = self(tf.nest.map_structure(lambda a: a[0], stacked))
+            rest, last = self.run_many(tf.nest.map_structure(lambda a: a[1:], stacked))
+            return {k: tf.concat([first[k][None], rest[k]], 0) for k in rest}, last
+        if self._loss_fn is not None or self.model.run_eagerly:
+            count = int(tf.nest.flatten(stacked)[0].shape[0])
+            logs = [
+                self(tf.nest.map_structure(lambda a, i=i: a[i], stacked))
+                for i in range(count)
+            ]
+            return {k: tf.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
+        if getattr(self, "_many", None) is None:
+            self._many = tf.function(
+                self._loop_steps,
+                reduce_retracing=True,
+                jit_compile=bool(self.model.jit_compile),
+                autograph=False,
+            )
+        return self._many(stacked)
+
+    def _loop_steps(self, stacked):
+        model = self.model
+        metric_vars = list(model.metrics_variables)
+        inits = self._metrics_init
+
+        def one(i):
+            for variable, init in zip(metric_vars, inits):
+                variable.assign(init)
+            return model.train_step(tf.nest.map_structure(lambda a: a[i], stacked))
+
+        first = one(0)  # outside the loop: it tells the logs' keys and dtypes
+        keys = sorted(first)
+        count = tf.shape(tf.nest.flatten(stacked)[0])[0]
+        logs = [
+            tf.TensorArray(first[k].dtype, size=count).write(0, first[k]) for k in keys
+        ]
+
+        def body(i, *logs):
+            step_logs = one(i)
+            return (i + 1, *[log.write(i, step_logs[k]) for log, k in zip(logs, keys)])
+
+        out = tf.while_loop(lambda i, *_: i < count, body, (tf.constant(1), *logs))
+        stacked_logs = {k: log.stack() for k, log in zip(keys, out[1:])}
+        return stacked_logs, {k: v[-1] for k, v in stacked_logs.items()}
+
     def sync(self) -> None:
         """Nothing to do: TensorFlow steps update the variables in place."""
+
+    def model_state_written(self) -> None:
+        """Nothing to do: the step reads the variables themselves."""
 
 
 class Minimizer:

@@ -47,6 +47,17 @@ def sync_fit_state(model) -> None:
     """Nothing to do: `fit` on torch updates the variables in place."""
 
 
+def finite_flags(tensors):
+    """One on-device check of which tensors are finite (a bool vector).
+
+    The max-abs norm of each tensor (one fused `_foreach_norm` kernel) is
+    infinite or NaN exactly when the tensor holds a non-finite value.
+    """
+    with torch.no_grad():
+        norms = torch._foreach_norm([t.detach() for t in tensors], float("inf"))
+        return torch.stack(norms).isfinite()
+
+
 def device_scope(name):
     if name is None:
         return contextlib.nullcontext()
@@ -119,9 +130,30 @@ class TrainStep:
         }
         return loss.detach(), observations
 
+    def run_many(self, stacked):
+        """Runs one step per entry of `stacked` (batches on a leading axis).
+
+        Torch runs eagerly, so the steps run one after another; what a
+        fused run saves here is the trainer's per-iteration work (the
+        iterator, converter, reporter and trigger calls), not dispatches.
+        Returns the logs with a leading axis of length `k`, and the last
+        step's logs.
+        """
+        import keras
+
+        count = int(keras.tree.flatten(stacked)[0].shape[0])
+        logs = [
+            self(keras.tree.map_structure(lambda a, i=i: a[i], stacked))
+            for i in range(count)
+        ]
+        return {k: torch.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
+
     def sync(self) -> None:
         # An extension (an evaluator) may have switched modules to eval mode.
         self._in_train_mode = False
+
+    def model_state_written(self) -> None:
+        """Nothing to do: the step reads the variables themselves."""
 
 
 class Minimizer:

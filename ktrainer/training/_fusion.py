@@ -64,9 +64,27 @@ def plan_steps(trainer: Any, entries, cap: int) -> int:
         if entry is None:
             return 1
         bound = min(bound, entry)
-    if math.isinf(bound):
-        return cap
-    return max(1, int(bound))
+    steps = cap if math.isinf(bound) else max(1, int(bound))
+    if steps < cap:
+        # A power of two: each distinct length is a program to compile,
+        # so lengths are kept to log2(cap) + 1 of them (plus `cap`).
+        steps = 1 << (steps.bit_length() - 1)
+    return steps
+
+
+class FusedValues:
+    """What a fused update reports under one key: every iteration's value.
+
+    `stacked` holds one value per iteration along its first axis; `last`
+    is the last iteration's value, computed by the compiled call itself
+    (slicing it out afterwards would cost a device dispatch per key).
+    """
+
+    __slots__ = ("last", "stacked")
+
+    def __init__(self, stacked: Any, last: Any) -> None:
+        self.stacked = stacked
+        self.last = last
 
 
 def split_fused(observation: dict, steps: int) -> tuple[dict, dict | None]:
@@ -82,6 +100,9 @@ def split_fused(observation: dict, steps: int) -> tuple[dict, dict | None]:
         return observation, None
     last, stacked = {}, {}
     for key, value in observation.items():
+        if isinstance(value, FusedValues):
+            stacked[key], last[key] = value.stacked, value.last
+            continue
         shape = getattr(value, "shape", None)
         if shape is not None and len(shape) >= 1 and shape[0] == steps:
             stacked[key] = value

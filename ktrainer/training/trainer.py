@@ -11,6 +11,7 @@ from typing import Any
 
 from ktrainer import reporter as reporter_module
 from ktrainer.training._extension_runner import ExtensionRunner
+from ktrainer.training._fusion import plan_steps, split_fused
 from ktrainer.training._trigger_util import TriggerLike, get_trigger
 
 
@@ -40,6 +41,15 @@ class Trainer:
             Defaults to `'result'`.
         extensions: extensions to register right away, with their own
             defaults. Defaults to `None`.
+        max_fused_steps: the most iterations the trainer may run as one
+            compiled call of the updater (keyword-only). Whenever the
+            triggers tell that no extension must run for the next `k`
+            iterations, those `k` (at most this many) run in one call of
+            `updater.update_many(k)`; every extension still runs at
+            exactly the iterations it runs at unfused, and logs are the
+            same. A trigger that cannot tell how long until it fires (a
+            plain function, `TimeTrigger`) keeps the run unfused while it
+            is attached. Defaults to `1` (one iteration per call).
 
     Attributes:
         updater: the updater.
@@ -55,20 +65,36 @@ class Trainer:
         stop_trigger: TriggerLike = None,
         out: str | os.PathLike = "result",
         extensions=None,
+        *,
+        max_fused_steps: int = 1,
     ) -> None:
         if not callable(getattr(updater, "update", None)):
             raise TypeError(
                 "updater must be an Updater with an update() method. "
                 f"Received: updater={updater!r}"
             )
+        if isinstance(max_fused_steps, bool) or not isinstance(max_fused_steps, int):
+            raise TypeError(
+                "max_fused_steps must be a positive int. "
+                f"Received: max_fused_steps={max_fused_steps!r}"
+            )
+        if max_fused_steps < 1:
+            raise ValueError(
+                "max_fused_steps must be a positive int. "
+                f"Received: max_fused_steps={max_fused_steps!r}"
+            )
+        if max_fused_steps > 1 and not callable(getattr(updater, "update_many", None)):
+            raise TypeError(
+                "max_fused_steps above 1 needs an updater with update_many(k) "
+                "(StandardUpdater and its subclasses have it). Received: "
+                f"max_fused_steps={max_fused_steps} with updater={updater!r}"
+            )
         self.updater = updater
-        # Chainer: no stop trigger means "never stop".
-        self.stop_trigger = (
-            (lambda trainer: False)
-            if stop_trigger is None
-            else get_trigger(stop_trigger)
-        )
+        self.max_fused_steps = max_fused_steps
+        # Chainer: no stop trigger means "never stop" (get_trigger(None)).
+        self.stop_trigger = get_trigger(stop_trigger)
         self.observation: dict[str, Any] = {}
+        self.fused_observation: dict[str, Any] | None = None
         self.out = os.fspath(out)
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise ValueError(
@@ -212,10 +238,21 @@ class Trainer:
                 stacklevel=3,
             )
             return
+        fused = self.max_fused_steps > 1
+        entries = [(trigger, extension) for trigger, extension, _, _ in plan]
         while True:
             self.observation = observation = {}
             with reporter.scope(observation):
-                update()
+                steps = plan_steps(self, entries, self.max_fused_steps) if fused else 1
+                if steps > 1:
+                    self.updater.update_many(steps)
+                    # In place: extensions report into this same dict.
+                    last, self.fused_observation = split_fused(observation, steps)
+                    observation.clear()
+                    observation.update(last)
+                else:
+                    self.fused_observation = None
+                    update()
                 for trigger, extension, before, after in plan:
                     if trigger(self):
                         if before is not None:

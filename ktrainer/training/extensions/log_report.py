@@ -14,7 +14,11 @@ from typing import Any
 from ktrainer import distributed
 from ktrainer import reporter as reporter_module
 from ktrainer.training import extension
-from ktrainer.training._trigger_util import TriggerLike, get_trigger
+from ktrainer.training._trigger_util import (
+    TriggerLike,
+    get_trigger,
+    iterations_until_fire,
+)
 from ktrainer.training.extensions import _util
 
 
@@ -138,14 +142,32 @@ class LogReport(extension.Extension):
         the trigger is not consulted.
         """
         observation = trainer.observation
-        keys = self._keys
-        if keys is None:
-            self._summary.add(observation)
-        else:
-            self._summary.add({k: observation[k] for k in keys if k in observation})
+        fused = getattr(trainer, "fused_observation", None)
+        if fused:
+            # A fused update: every iteration's values, plus what was
+            # reported once at its end (an evaluation) in the observation.
+            self._summary.add_stacked(self._select(fused))
+            observation = {k: v for k, v in observation.items() if k not in fused}
+        self._summary.add(self._select(observation))
 
         if trainer.is_before_training or self._trigger(trainer):
             self._emit(trainer)
+
+    def _select(self, observation: dict) -> dict:
+        keys = self._keys
+        if keys is None:
+            return observation
+        return {k: observation[k] for k in keys if k in observation}
+
+    def iterations_until_fire(self, trainer) -> int | float | None:
+        """Updates until the next entry: a fused run needs no call before.
+
+        Between entries the extension only accumulates, and after a fused
+        update it reads every iteration's values from
+        `trainer.fused_observation`, so calling it once per fused run
+        writes the same log.
+        """
+        return iterations_until_fire(self._trigger, trainer)
 
     def _emit(self, trainer) -> None:
         stats = {

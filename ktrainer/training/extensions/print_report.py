@@ -100,6 +100,21 @@ class PrintReport(extension.Extension):
         if len(log) > self._log_len:
             self._print_rows(log)
 
+    def iterations_until_fire(self, trainer) -> int | float | None:
+        """Updates until its `LogReport` next writes an entry.
+
+        Rows appear only when the log grows, so a fused run needs no call
+        in between (the header is printed at the first iteration, as
+        unfused).
+        """
+        if self._header is not None:
+            return 1
+        log_report = self._log_report
+        if isinstance(log_report, str):
+            log_report = trainer.get_extension(log_report)
+        bound = getattr(log_report, "iterations_until_fire", None)
+        return None if bound is None else bound(trainer)
+
     def _print_rows(self, log: list[dict[str, Any]]) -> None:
         out = self.out
         # ESC[J erases a progress bar drawn below the cursor; only a

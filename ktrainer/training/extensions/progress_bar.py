@@ -96,6 +96,11 @@ class ProgressBar(extension.Extension):
             return
         self._update(trainer)
 
+    def iterations_until_fire(self, trainer) -> int:
+        """Updates until the next redraw; a fused run needs no call before."""
+        interval = self._update_interval
+        return interval - trainer.updater.iteration % interval
+
     def finalize(self) -> None:
         """Erases the bar drawn on a terminal."""
         if self._drawn:

@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
+import numpy
 
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer._backend import distribute
 from ktrainer.dataset.convert import concat_examples, parse_device
 from ktrainer.dataset.data_source_iterator import as_iterator
+from ktrainer.training._fusion import FusedValues
 from ktrainer.training.updater import Updater
 
 
@@ -243,6 +245,90 @@ class StandardUpdater(Updater):
             observations = {**observations, "main/loss": loss}
         reporter_module.report(observations)
 
+    def update_many(self, steps: int) -> None:
+        """Runs `steps` iterations at once: a fused run (`max_fused_steps`).
+
+        Takes `steps` batches from the `'main'` iterator (so epochs,
+        shuffling and resume stay exact) and runs them as one compiled
+        call where the backend can (a `lax.scan` on jax, a loop inside one
+        `tf.function` on tensorflow; one step after another on torch).
+        Each reported value gets a leading axis of length `steps`: one
+        value per iteration. An updater with its own `update_core` (or a
+        `loss_func`) runs its iterations one by one, and its reports are
+        stacked the same way.
+        """
+        if steps == 1:
+            self.update()
+            return
+        if type(self).update_core is StandardUpdater.update_core and (
+            self.loss_func is None
+        ):
+            done = self._update_many_compiled(steps)
+            self.iteration += done
+        else:
+            done = self._update_many_each(steps)
+        if not self._defer_sync:
+            self.sync_model_state()
+        if done < steps:
+            raise StopIteration
+
+    def _update_many_compiled(self, steps: int) -> int:
+        iterator = self._iterators["main"]
+        batches = []
+        try:
+            for _ in range(steps):
+                batches.append(self.converter(next(iterator), self.device))
+        except StopIteration:
+            if not batches:
+                raise
+        stacked = _stack_batches(batches)
+        if stacked is None:  # batches of different shapes: one by one
+            self._report_stacked([self._step_and_observe(b) for b in batches])
+            return len(batches)
+        name = "main"
+        step = self._steps.get(name)
+        if step is None or not hasattr(step, "run_many"):
+            self._report_stacked([self._step_and_observe(b) for b in batches])
+            return len(batches)
+        with _backend.device_scope(self._device_name):
+            result, last = step.run_many(_as_keras_data(stacked))
+        keys = self._report_keys[name]
+        reporter_module.report(
+            {full: FusedValues(result[k], last[k]) for k, full in keys}
+        )
+        return len(batches)
+
+    def _step_and_observe(self, in_arrays) -> dict:
+        observation: dict = {}
+        with reporter_module.get_current_reporter().scope(observation):
+            self.step("main", in_arrays)
+        return observation
+
+    def _update_many_each(self, steps: int) -> int:
+        reporter = reporter_module.get_current_reporter()
+        observations = []
+        try:
+            for _ in range(steps):
+                observation: dict = {}
+                with reporter.scope(observation):
+                    self.update_core()
+                # Counted per step: update_core may read the iteration.
+                self.iteration += 1
+                observations.append(observation)
+        except StopIteration:
+            if not observations:
+                raise
+        self._report_stacked(observations)
+        return len(observations)
+
+    @staticmethod
+    def _report_stacked(observations: list) -> None:
+        """Reports, per key reported at every iteration, the stacked values."""
+        keys = [k for k in observations[0] if all(k in o for o in observations)]
+        reporter_module.get_current_reporter().report(
+            {k: keras.ops.stack([o[k] for o in observations]) for k in keys}
+        )
+
     def minimize(self, name: str, loss_func: Callable, *args, **kwargs) -> Any:
         """Runs one optimization step of model `name` against `loss_func`.
 
@@ -326,6 +412,14 @@ class StandardUpdater(Updater):
         """Writes step state back into the Keras variables (see `Updater`)."""
         for step in self._steps.values():
             step.sync()
+
+    def model_state_written(self) -> None:
+        """Makes the next step take assigned variables (see `Updater`)."""
+        for step in self._steps.values():
+            # Steps that read the variables themselves need no hook.
+            written = getattr(step, "model_state_written", None)
+            if written is not None:
+                written()
 
     def serialize(self, serializer) -> None:
         """Saves or loads iterators, models, optimizers and the iteration."""
@@ -438,3 +532,19 @@ def _capturing_loss(loss_func: Callable, reporter) -> Callable:
         return loss, observation
 
     return loss_fn
+
+
+def _stack_batches(batches: list):
+    """Stacks converted batches along a new first axis; `None` if ragged."""
+
+    def stack(*arrays):
+        if any(a is None for a in arrays):
+            raise ValueError("a batch part is None")
+        if all(isinstance(a, numpy.ndarray) for a in arrays):
+            return numpy.stack(arrays)
+        return keras.ops.stack(arrays)
+
+    try:
+        return keras.tree.map_structure(stack, *batches)
+    except (ValueError, TypeError):
+        return None
