@@ -33,8 +33,19 @@ def assert_matches(run: dict, expected: dict, *, split: int) -> None:
 
 
 def assert_resumes_on_one_device(out: str, kind: str, run: dict) -> None:
+    """The run's snapshot resumes on one device (and in the run's distribution).
+
+    Resumed in this single-device process, the loaded weights are the
+    run's; if the run also resumed its snapshot in its own distribution,
+    both continue to the same weights.
+    """
     snapshot = os.path.join(out, kind, f"snapshot_iter_{_dp_script.ITERATIONS}")
     resumed = _dp_script.resume_on_one_device(kind == "custom", snapshot)
     assert resumed["iteration"] == _dp_script.ITERATIONS
     for got, want in zip(resumed["weights"], run["weights"]):
         np.testing.assert_array_equal(got, want)
+    there = run.get("resumed")
+    if there is not None:
+        assert there["iteration"] == _dp_script.ITERATIONS
+        for got, want in zip(there["continued"], resumed["continued"]):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)

@@ -113,7 +113,11 @@ def train(
 
 
 def resume_on_one_device(custom: bool, snapshot: str) -> dict:
-    """Loads a snapshot into a fresh single-device updater; returns its state."""
+    """Loads a snapshot into a fresh updater, trains 2 more iterations.
+
+    Run on one device here; the single-process distributed modes also run
+    it in their distribution, so a snapshot resumes there too.
+    """
     from ktrainer.dataset import TupleDataset
     from ktrainer.serializers import load_hdf5
     from ktrainer.training import Trainer
@@ -124,7 +128,11 @@ def resume_on_one_device(custom: bool, snapshot: str) -> dict:
     loaded = [w.tolist() for w in model.get_weights()]
     iteration = updater.iteration
     trainer.run()
-    return {"weights": loaded, "iteration": iteration}
+    return {
+        "weights": loaded,
+        "iteration": iteration,
+        "continued": [w.tolist() for w in model.get_weights()],
+    }
 
 
 def guard_messages(scope_factory) -> dict:
@@ -237,6 +245,9 @@ def main(mode: str, out: str, *process: str) -> None:
             with strategy.scope():
                 # Model and optimizer are built in the scope, as Keras asks.
                 results[kind] = train(custom, where)
+                results[kind]["resumed"] = resume_on_one_device(
+                    custom, os.path.join(where, f"snapshot_iter_{ITERATIONS}")
+                )
             results["replicas"] = strategy.num_replicas_in_sync
             if custom:
                 results["guards"] = guard_messages(strategy.scope)
@@ -287,6 +298,9 @@ def main(mode: str, out: str, *process: str) -> None:
             distribution = keras.distribution.DataParallel()
             keras.distribution.set_distribution(distribution)
             results[kind] = train(custom, where)
+            results[kind]["resumed"] = resume_on_one_device(
+                custom, os.path.join(where, f"snapshot_iter_{ITERATIONS}")
+            )
             results["replicas"] = len(distribution.device_mesh.devices.flat)
             results["shard_shapes"] = SHARD_SHAPES
         else:
