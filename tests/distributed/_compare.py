@@ -17,14 +17,17 @@ def reference(tmp_path, kind: str, order=None) -> dict:
 
 
 def assert_matches(run: dict, expected: dict, *, split: int) -> None:
-    """Same weights and logs as one device; each replica saw 1/split of a batch."""
+    """Same weights and logs as one device; each replica saw 1/split of a batch.
+
+    The logs include the Evaluator's results (compiled models).
+    """
     for got, want in zip(run["weights"], expected["weights"]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
     assert len(run["log"]) == len(expected["log"]) == 3
     for got, want in zip(run["log"], expected["log"]):
         assert (got["epoch"], got["iteration"]) == (want["epoch"], want["iteration"])
-        keys = {k for k in want if k.startswith("main/")}
-        assert keys == {k for k in got if k.startswith("main/")}
+        keys = {k for k in want if k.startswith(("main/", "validation/"))}
+        assert keys == {k for k in got if k.startswith(("main/", "validation/"))}
         for key in keys - {"main/examples"}:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
         if "main/examples" in want:

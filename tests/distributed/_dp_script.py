@@ -95,6 +95,7 @@ def train(
     """Trains ITERATIONS steps with a log and a final snapshot; returns results."""
     from ktrainer import Trainer
     from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
     from ktrainer.training import extensions
 
     x, y = data()
@@ -103,6 +104,16 @@ def train(
     dataset = share if share is not None else TupleDataset(x, y)
     updater, model = make_updater(custom, dataset, batch_size)
     trainer = Trainer(updater, (ITERATIONS, "iteration"), out=out)
+    if not custom:
+        # Every process evaluates the whole (unshuffled) validation set; a
+        # last batch smaller than the others included.
+        xv, yv = data()
+        validation = SerialIterator(
+            TupleDataset(xv[:12], yv[:12]), 5, repeat=False, shuffle=False
+        )
+        trainer.extend(
+            extensions.Evaluator(validation, model), trigger=(2, "iteration")
+        )
     trainer.extend(extensions.LogReport(trigger=(2, "iteration")))
     trainer.extend(extensions.snapshot(), trigger=(ITERATIONS, "iteration"))
     trainer.run()
