@@ -12,6 +12,8 @@ PRIORITY_EDITOR = 200
 PRIORITY_READER = 100
 """Priority of extensions that only read observations (e.g. `LogReport`)."""
 
+_ACCESS = ("none", "read", "write", "read_write")
+
 
 class Extension:
     """Base class of trainer extensions.
@@ -32,16 +34,37 @@ class Extension:
       `PRIORITY_READER`.
     - `name`: the registered name; `None` means `default_name`, the class
       name.
-    - `needs_model_state`: whether the extension reads or writes model or
-      optimizer variables. The JAX updater keeps training state out of the
-      Keras variables between steps for speed and writes it back only
-      before an extension that needs it. Defaults to `True`; extensions
-      that only read observations set it to `False`.
+    - `model_state`: what the extension does with model and optimizer
+      variables, so that the trainer does only what that needs:
+
+      - `'none'`: it touches no variables (it reads observations, writes
+        files). Nothing is synced for it.
+      - `'read'`: it reads variables (weights, the learning rate). On jax,
+        where the updater keeps training state as arrays between steps
+        (as `fit` does), the arrays are written back into the variables
+        before it runs: a pointer assignment per variable, no copy.
+        Elsewhere nothing is needed.
+      - `'write'`: it only assigns variables, without reading their
+        current values (a learning-rate shift). Nothing is synced before
+        it; afterwards the next step takes the new values of exactly the
+        variables it assigned.
+      - `'read_write'`: both.
+
+      Defaults to `None`, which means `'read_write'` unless the older
+      `needs_model_state = False` is set (then `'none'`). A plain
+      function gets `'read_write'`: correct whatever it does, and cheap,
+      because a sync copies nothing. An extension that reads variables
+      must declare `'read'` or `'read_write'`: between syncs a jax
+      variable may hold an array that the next step has consumed.
+    - `needs_model_state`: the older, boolean form of `model_state`
+      (pytorch-pfn-extras's name): `False` means `'none'`. Defaults to
+      `True`.
     """
 
     trigger: Any = (1, "iteration")
     priority: int = PRIORITY_READER
     name: str | None = None
+    model_state: str | None = None
     needs_model_state: bool = True
 
     @property
@@ -76,6 +99,7 @@ def make_extension(
     initializer: Callable[[Any], None] | None = None,
     on_error: Callable[[Any, BaseException, Any], None] | None = None,
     needs_model_state: bool = True,
+    model_state: str | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator that turns a function of the trainer into an extension.
 
@@ -93,10 +117,18 @@ def make_extension(
             Defaults to `None`.
         needs_model_state: see `Extension.needs_model_state`.
             Defaults to `True`.
+        model_state: `'none'`, `'read'`, `'write'` or `'read_write'`; see
+            `Extension.model_state`. Defaults to `None` (from
+            `needs_model_state`).
 
     Returns:
         A decorator that returns the function itself.
     """
+    if model_state is not None and model_state not in _ACCESS:
+        raise ValueError(
+            f"model_state must be one of {_ACCESS}. "
+            f"Received: model_state={model_state!r}"
+        )
     if trigger is None:
         trigger = Extension.trigger
     if priority is None:
@@ -114,6 +146,7 @@ def make_extension(
         ext.on_error = on_error
         ext.initialize = initializer
         ext.needs_model_state = needs_model_state
+        ext.model_state = model_state
         return ext
 
     return decorator

@@ -47,8 +47,18 @@ class Updater:
         """Makes the Keras variables hold the current training state.
 
         Backends that keep training state outside the variables between
-        steps (JAX) write it back here; the trainer calls this before any
-        extension that reads or writes model or optimizer variables.
+        steps (JAX) write it back here, without a copy; the trainer calls
+        this before any extension that reads model or optimizer variables.
+        Variables assigned after it take effect at the next step.
+        """
+
+    def model_state_written(self) -> None:
+        """Tells the updater that model or optimizer variables were assigned.
+
+        Called after an extension that only writes variables (its
+        `model_state` is `'write'`, e.g. a learning-rate shift) in place
+        of a full `sync_model_state()` before it: the next step takes the
+        new values of exactly the variables that changed.
         """
 
     @contextlib.contextmanager

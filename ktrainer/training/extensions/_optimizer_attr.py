@@ -106,7 +106,9 @@ class HyperparameterShift(Extension):
     value, which must not be mistaken for the initial one after a resume.
     """
 
-    needs_model_state = True  # it writes optimizer variables
+    # It assigns an optimizer variable and never reads one while training
+    # (`initialize` does, and is always synced for): no sync per call.
+    model_state = "write"
 
     def __init__(self, attr: str, optimizer: Any) -> None:
         self._attr = check_attr(attr)

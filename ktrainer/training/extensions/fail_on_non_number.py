@@ -7,6 +7,7 @@ import warnings
 import keras
 import numpy as np
 
+from ktrainer import _backend
 from ktrainer.training import extension
 
 
@@ -20,22 +21,26 @@ class FailOnNonNumber(extension.Extension):
     Training goes on computing even after the weights have diverged; this
     extension ends it early. Each call checks every floating-point weight
     (`model.weights`) of every model in `trainer.updater.get_all_models()`
-    on its device: one reduction per weight, combined into one boolean
-    vector that is copied to the host once, so a call costs a single sync.
+    with one fused reduction on the device (one flag per weight), and does
+    not wait for it: the flags of a call are read at the next call (or
+    when training ends), by which time the next step is already queued,
+    so the device never stalls. The error names the iteration at which
+    the non-finite value appeared (the call before the one that raises)
+    and the first weight that held one then.
 
-    With `raise_error=False` it warns once (a `RuntimeWarning` naming the
-    first bad weight) and lets training go on. Chainer v7's
-    `FailOnNonNumber` has no such option; it always raises.
+    With `raise_error=False` it warns once (a `RuntimeWarning`) and lets
+    training go on. Chainer v7's `FailOnNonNumber` has no such option; it
+    always raises, and at the iteration itself.
 
     Default trigger: `(1, 'iteration')`; priority: `PRIORITY_READER`.
-    It reads model variables, so `needs_model_state` is `True`.
+    It reads model variables: `model_state = 'read'`.
 
     Args:
         raise_error: raise a `RuntimeError` (`True`) or warn once
             (`False`). Defaults to `True`.
     """
 
-    needs_model_state = True  # it reads model variables
+    model_state = "read"
 
     def __init__(self, raise_error: bool = True) -> None:
         if not isinstance(raise_error, bool):
@@ -44,30 +49,50 @@ class FailOnNonNumber(extension.Extension):
             )
         self._raise_error = raise_error
         self._warned = False
+        self._pending = None  # (iteration, models, on-device flag)
+        self._failed = False
 
     def __call__(self, trainer) -> None:
         if self._warned:
             return
-        named = [
-            (name, variable)
-            for name, model in trainer.updater.get_all_models().items()
-            for variable in model.weights
-            if _is_float(variable)
-        ]
-        if not named:
-            return
-        flags = keras.ops.stack(
-            [keras.ops.all(keras.ops.isfinite(variable)) for _, variable in named]
-        )
-        finite = np.asarray(keras.ops.convert_to_numpy(flags))
+        models = trainer.updater.get_all_models()
+        named = _float_weights(models)
+        pending = self._pending
+        self._pending = None
+        if named:
+            flags = _backend.finite_flags([v.value for _, v in named])
+            self._pending = (trainer.updater.iteration, named, flags)
+        if pending is not None:
+            self._resolve(*pending)
+
+    def on_error(self, trainer, exc, tb) -> None:
+        self._pending = None  # the loop failed; do not add another error
+
+    def finalize(self) -> None:
+        """Reads the last call's result: a divergence there raises too."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not self._warned:
+            self._resolve(*pending)
+
+    def _resolve(self, iteration: int, named: list, flags) -> None:
+        finite = np.asarray(_backend.host_view(flags))
         if finite.all():
             return
         name, variable = named[int(np.argmin(finite))]
         message = (
-            f"Weights of model {name!r} diverged: variable {variable.path!r} "
-            "contains NaN or Inf."
+            f"Weights of model {name!r} diverged at iteration {iteration}: "
+            f"variable {variable.path!r} contains NaN or Inf."
         )
         if self._raise_error:
             raise RuntimeError(message)
         self._warned = True
-        warnings.warn(message + " Training goes on.", RuntimeWarning, stacklevel=2)
+        warnings.warn(message + " Training goes on.", RuntimeWarning, stacklevel=3)
+
+
+def _float_weights(models: dict) -> list:
+    return [
+        (name, variable)
+        for name, model in models.items()
+        for variable in model.weights
+        if _is_float(variable)
+    ]

@@ -51,7 +51,7 @@ class MicroAverage(extension.Extension):
     """
 
     priority = extension.PRIORITY_EDITOR
-    needs_model_state = False  # it reads observations only
+    model_state = "none"  # it reads observations only
 
     def __init__(
         self,

@@ -99,7 +99,7 @@ class ParameterStatistics(extension.Extension):
 
     default_name = "parameter_statistics"
     priority = extension.PRIORITY_WRITER
-    needs_model_state = True
+    model_state = "read"
 
     report_key_template = "{prefix}{variable_path}/{attr_name}/{function_name}"
     """How keys are built; `prefix` is empty or ends with `/`."""

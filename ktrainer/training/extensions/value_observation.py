@@ -21,8 +21,8 @@ def observe_value(
 
     Default trigger: `(1, 'epoch')`; priority: `PRIORITY_WRITER`, so
     readers of the same iteration see the value. It declares
-    `needs_model_state=True`, since `target_func` may read model or
-    optimizer variables.
+    `model_state='read'`, since `target_func` may read model or
+    optimizer variables (it must not assign them).
 
     Its default name is `'_observe_value'`, as in Chainer.
 
@@ -47,7 +47,7 @@ def observe_value(
     @extension.make_extension(
         trigger=(1, "epoch"),
         priority=extension.PRIORITY_WRITER,
-        needs_model_state=True,
+        model_state="read",
     )
     def _observe_value(trainer) -> None:  # Chainer's name for the extension
         trainer.observation[observation_key] = target_func(trainer)
@@ -62,12 +62,13 @@ def observe_lr(
 
     The value is the optimizer's `learning_rate` at the time the extension
     fires (a schedule's value for the current iteration, if the learning
-    rate is a `LearningRateSchedule`). It is recorded as a backend tensor,
-    copied so that later shifts do not change it, and is moved to the host
-    only by whoever reads it (e.g. `LogReport`).
+    rate is a `LearningRateSchedule`). It is recorded as a device scalar,
+    copied on the device so that later shifts do not change it; nothing
+    waits for the device: the value reaches the host only when whoever
+    reads it (e.g. `LogReport`) does.
 
     Default trigger: `(1, 'epoch')`; priority: `PRIORITY_WRITER`. It
-    declares `needs_model_state=True`: the learning rate lives in an
+    declares `model_state='read'`: the learning rate lives in an
     optimizer variable.
 
     Args:

@@ -44,7 +44,20 @@ def test_raises_naming_the_variable(tmp_out, value, layer):
     with pytest.raises(RuntimeError, match=re.escape(repr(kernel.path))) as info:
         trainer.run()
     assert "'main'" in str(info.value)
-    assert trainer.updater.iteration == 2  # stopped right away
+    assert "at iteration 2" in str(info.value)
+    # The flag of iteration 2 is read once step 3 was dispatched.
+    assert trainer.updater.iteration == 3
+
+
+def test_a_divergence_at_the_last_iteration_raises_when_training_ends(tmp_out):
+    log = []
+    trainer, _ = _trainer(3, tmp_out, FailOnNonNumber(), spoil_at=3)
+    ext = lambda t: None  # noqa: E731
+    ext.finalize = lambda: log.append("finalized")
+    trainer.extend(ext, name="other")
+    with pytest.raises(RuntimeError, match="at iteration 3"):
+        trainer.run()
+    assert log == ["finalized"]  # other finalizers still ran
 
 
 def test_finite_weights_pass(tmp_out):
@@ -72,6 +85,6 @@ def test_defaults_and_bad_argument():
     ext = FailOnNonNumber()
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "read"
     with pytest.raises(TypeError, match="raise_error must be a bool"):
         FailOnNonNumber(raise_error="yes")

@@ -111,4 +111,4 @@ def test_defaults():
     ext = InverseShift("lr", 1.0, 1.0)
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

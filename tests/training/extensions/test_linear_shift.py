@@ -116,4 +116,4 @@ def test_defaults():
     ext = LinearShift("lr", (1.0, 0.0), (0, 1))
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

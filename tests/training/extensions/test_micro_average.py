@@ -107,7 +107,7 @@ def test_defaults():
     ext = MicroAverage("a", "b", "c")
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_EDITOR
-    assert ext.needs_model_state is False
+    assert ext.model_state == "none"
 
 
 BAD_ARGS = [

@@ -112,4 +112,4 @@ def test_defaults():
     ext = MultistepShift("lr", 0.1, [1], None)
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

@@ -215,7 +215,7 @@ def test_extension_attributes():
     assert extension.priority == PRIORITY_WRITER
     assert extension.default_name == "parameter_statistics"
     assert extension.trigger == (1, "iteration")
-    assert extension.needs_model_state is True
+    assert extension.model_state == "read"
 
 
 BAD_ARGUMENTS = [

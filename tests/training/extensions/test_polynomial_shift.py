@@ -130,4 +130,4 @@ def test_defaults():
     ext = PolynomialShift("lr", 0.5, 10)
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

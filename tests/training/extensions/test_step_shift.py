@@ -111,4 +111,4 @@ def test_defaults():
     ext = StepShift("lr", 0.5, 2)
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

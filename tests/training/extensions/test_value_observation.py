@@ -49,10 +49,10 @@ def test_observe_value_defaults():
     assert ext.trigger == (1, "epoch")
     assert ext.priority == PRIORITY_WRITER
     assert ext.default_name == "_observe_value"  # Chainer's name
-    assert ext.needs_model_state is True
+    assert ext.model_state == "read"
     lr_ext = observe_lr()
     assert (lr_ext.trigger, lr_ext.priority) == ((1, "epoch"), PRIORITY_WRITER)
-    assert lr_ext.needs_model_state is True
+    assert lr_ext.model_state == "read"
 
 
 def test_observe_lr_reports_the_learning_rate_each_update_used(tmp_out):

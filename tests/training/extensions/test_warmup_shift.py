@@ -133,4 +133,4 @@ def test_defaults():
     ext = WarmupShift("lr", 0.0, 5)
     assert ext.trigger == (1, "iteration")
     assert ext.priority == PRIORITY_READER
-    assert ext.needs_model_state is True
+    assert ext.model_state == "write"

@@ -257,3 +257,60 @@ def test_update_outside_a_trainer_leaves_updated_weights_in_the_variables(
     model.trainable_variables[0].assign(np.zeros_like(after_two[0]))
     updater.update()
     assert not np.allclose(_weights(model)[0], after_two[0])
+
+
+@pytest.mark.parametrize("access", ["read", "read_write"])
+def test_an_extension_reading_state_sees_the_weights_after_the_latest_step(
+    access, tmp_out
+):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8, shuffle=False)
+    updater = StandardUpdater(it, model)
+    trainer = Trainer(updater, (4, "iteration"), out=tmp_out)
+    seen = []
+
+    @ktrainer.training.make_extension(model_state=access)
+    def read(t):
+        seen.append(_weights(model))
+
+    trainer.extend(read)
+    initial = model.get_weights()
+    trainer.run()
+    # Replaying the same batches with fresh updates gives the same weights.
+    replay_model = make_classifier()
+    replay_model.set_weights(initial)
+    replay = StandardUpdater(
+        SerialIterator(make_dataset(32), 8, shuffle=False), replay_model
+    )
+    for weights in seen:
+        replay.update()
+        for a, b in zip(weights, _weights(replay_model)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("access", ["write", "read_write"])
+def test_a_variable_an_extension_writes_takes_effect_at_the_next_step(access, tmp_out):
+    model = make_classifier()
+    it = SerialIterator(make_dataset(32), 8)
+    trainer = Trainer(StandardUpdater(it, model), (5, "iteration"), out=tmp_out)
+    kernels = []
+
+    @ktrainer.training.make_extension(model_state=access, trigger=(2, "iteration"))
+    def freeze(t):
+        t.updater.get_optimizer().learning_rate.assign(0.0)
+
+    @ktrainer.training.make_extension(model_state="read", priority=0)
+    def read(t):
+        kernels.append(_weights(model)[0])
+
+    trainer.extend(freeze)
+    trainer.extend(read)
+    trainer.run()
+    assert not np.allclose(kernels[0], kernels[1])  # learning before
+    for later in kernels[2:]:
+        np.testing.assert_array_equal(later, kernels[1])  # frozen from step 3
+
+
+def test_model_state_must_be_a_known_access():
+    with pytest.raises(ValueError, match="model_state must be one of"):
+        ktrainer.training.make_extension(model_state="rw")
