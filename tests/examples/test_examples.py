@@ -176,3 +176,15 @@ def test_train_dcgan_resume_flag_loads_the_named_snapshot(tmp_out, caplog):
         f"resumed from {snapshot} at iteration 15 (epoch 1)" in r.getMessage()
         for r in caplog.records
     ), caplog.text
+
+
+@pytest.mark.parametrize(
+    "relpath", ["mnist/train_mnist.py", "dcgan/train_dcgan.py"], ids=["mnist", "dcgan"]
+)
+def test_device_flag_takes_chainer_ints_and_refuses_missing_devices(tmp_out, relpath):
+    example = _load(relpath)
+    # `-d -1` is Chainer's "the host": an int, not the string "-1".
+    one_step = ["--max-iterations", "1", "--out", tmp_out, "--no-progress"]
+    example.main(["-d", "-1", *one_step])
+    with pytest.raises(ValueError, match="gpu:99"):
+        example.main(["-d", "gpu:99", "--out", tmp_out, "--no-progress"])
