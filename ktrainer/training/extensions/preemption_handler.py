@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Iterable
@@ -101,6 +102,11 @@ class PreemptionHandler(extension.Extension):
     handled restores the previous handler and delivers the signal to it
     (so a second Ctrl-C with `signals='SIGINT'` interrupts at once).
 
+    With `Trainer(max_fused_steps=N)` the handler does not keep the run
+    unfused (see `iterations_until_fire`): a signal is then acted on at the
+    end of the fused run in progress, at most `N` iterations later, and
+    the snapshot holds the state after that run.
+
     Signal handlers can only be installed in the main thread: call
     `trainer.run()` (or `fit`) there. The previous handlers are restored
     when training ends. The handler does nothing but record the signal,
@@ -195,6 +201,15 @@ class PreemptionHandler(extension.Extension):
         # Asked again: stop waiting for the iteration's end.
         signal.signal(number, self._previous.get(number, signal.SIG_DFL))
         signal.raise_signal(number)
+
+    def iterations_until_fire(self, trainer) -> int | float:
+        """Updates that may run before this extension must act.
+
+        None is needed (`math.inf`) until a signal arrives: a trainer that
+        fuses iterations may run as many as it likes, and the extension
+        acts when it is next called; once a signal arrived, 1.
+        """
+        return math.inf if self.received is None else 1
 
     def __call__(self, trainer) -> None:
         """Writes the snapshot and stops training if a signal was received."""

@@ -7,6 +7,7 @@ outside to a subprocess.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -214,3 +215,39 @@ def test_signal_names_and_numbers_are_accepted():
     assert handler.signals == (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
     assert PreemptionHandler.priority < snapshot().priority
     assert PreemptionHandler.needs_model_state is False
+
+
+def test_fused_iterations_are_not_unfused_by_the_handler(tmp_path):
+    handler = PreemptionHandler(snapshot())
+    assert handler.iterations_until_fire(None) == math.inf
+    handler.received = signal.SIGTERM
+    assert handler.iterations_until_fire(None) == 1
+
+
+def test_a_fused_run_stops_at_the_end_of_its_run(tmp_path):
+    out = str(tmp_path / "result")
+    trainer = build_trainer(out, 12)
+    trainer.max_fused_steps = 4
+    snap = snapshot()
+    trainer.extend(snap, trigger=(100, "iteration"))
+    trainer.extend(PreemptionHandler(snap, signals="SIGUSR1"))
+
+    @make_extension(trigger=(3, "iteration"), needs_model_state=False)
+    def send_signal(trainer):
+        if trainer.updater.iteration == 6:
+            signal.raise_signal(signal.SIGUSR1)
+
+    trainer.extend(send_signal)
+    fused_runs = []
+    update_many = trainer.updater.update_many
+
+    def recording(steps):
+        fused_runs.append(steps)
+        return update_many(steps)
+
+    trainer.updater.update_many = recording
+    with pytest.raises(SystemExit):
+        trainer.run()
+    assert trainer.updater.iteration == 6
+    assert os.listdir(out) == ["snapshot_iter_6"]
+    assert fused_runs  # the handler left the run fused
