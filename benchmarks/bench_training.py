@@ -1,9 +1,11 @@
 """Steady-state training speed of ktrainer's Trainer against `model.fit`.
 
-Trains the same model on the same data with `model.fit(verbose=0)` and with
-`Trainer` + `StandardUpdater` (+ LogReport, PrintReport at (1, 'epoch') and
-a ProgressBar, writing to a null stream), and prints steps/s of each and
-their ratio. Both are timed the same way: a mark at the end of every
+Trains the same model on the same data with `model.fit(verbose=0)`, with
+the tightest hand-written loop of the backend (`_tight_loops.py`) and with
+`Trainer` + `StandardUpdater` under three extension sets (`EXTENSION_SETS`:
+"reporting", "typical", "stress"), and prints steps/s of each, its ratio
+to fit with the spread of that ratio over the rounds, and its ratio to
+the tight loop. Both are timed the same way: a mark at the end of every
 epoch waits for the epoch's last loss; the first epoch (compilation) is a
 warm-up; each later epoch gives one steps/s figure. Each loop runs
 `--repeat` times, fit and Trainer interleaved so that a drift in the
@@ -11,7 +13,7 @@ machine's speed hits both; the table shows the median over all epochs.
 Each backend runs in its own process.
 
     python benchmarks/bench_training.py                 # all backends
-    python benchmarks/bench_training.py --backend jax --workload small
+    python benchmarks/bench_training.py --backend jax --workload tiny
 """
 
 from __future__ import annotations
@@ -26,20 +28,33 @@ import sys
 import time
 
 WORKLOADS = {
-    # name: (hidden width, batch size, train samples)
-    "small": (256, 64, 64 * 300),
-    "large": (2048, 256, 256 * 30),
+    # name: (input width, hidden widths, batch size, train samples)
+    "tiny": (64, (64,), 32, 32 * 500),
+    "small": (784, (256, 256), 64, 64 * 300),
+    "large": (784, (2048, 2048), 256, 256 * 30),
 }
 
+EXTENSION_SETS = ("reporting", "typical", "stress")
+"""What the Trainer runs with:
 
-def _build_model(width: int):
+- reporting: LogReport, PrintReport (at `(1, 'epoch')`) and a ProgressBar;
+- typical: those plus `observe_lr()` and `FailOnNonNumber()` at their
+  default triggers, as Chainer's examples add them;
+- stress: reporting plus a plain function every iteration that reads one
+  weight and sets the learning rate (a worst case for state syncs).
+"""
+
+
+def _build_model(n_in: int, widths: tuple):
     import keras
 
     model = keras.Sequential(
         [
-            keras.Input((784,), name="x"),
-            keras.layers.Dense(width, activation="relu", name="fc1"),
-            keras.layers.Dense(width, activation="relu", name="fc2"),
+            keras.Input((n_in,), name="x"),
+            *(
+                keras.layers.Dense(width, activation="relu", name=f"fc{i + 1}")
+                for i, width in enumerate(widths)
+            ),
             keras.layers.Dense(10, name="out"),
         ],
         name="mlp",
@@ -52,11 +67,11 @@ def _build_model(width: int):
     return model
 
 
-def _data(n: int):
+def _data(n: int, n_in: int):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 784)).astype("float32")
+    x = rng.normal(size=(n, n_in)).astype("float32")
     y = rng.integers(0, 10, size=(n,)).astype("int32")
     return x, y
 
@@ -66,13 +81,13 @@ def _epoch_rates(marks: list[float], steps: int) -> list[float]:
     return [steps / (b - a) for a, b in itertools.pairwise(marks)]
 
 
-def bench_fit(width, batch, n, epochs) -> list[float]:
+def bench_fit(n_in, width, batch, n, epochs) -> list[float]:
     """Steps/s of each epoch of `model.fit(verbose=0)` after the first."""
     import keras
 
     keras.utils.set_random_seed(0)
-    x, y = _data(n)
-    model = _build_model(width)
+    x, y = _data(n, n_in)
+    model = _build_model(n_in, width)
     marks = []
 
     class Mark(keras.callbacks.Callback):
@@ -84,27 +99,60 @@ def bench_fit(width, batch, n, epochs) -> list[float]:
     return _epoch_rates(marks, n // batch)
 
 
-def bench_trainer(width, batch, n, epochs) -> list[float]:
-    """Steps/s of each epoch of the Trainer after the first."""
+def bench_tight(n_in, width, batch, n, epochs) -> list[float]:
+    """Steps/s of each epoch of the tightest hand-written loop after the first."""
     import keras
 
-    import ktrainer
-    from ktrainer.dataset import TupleDataset
-    from ktrainer.iterators import SerialIterator
-    from ktrainer.training import extensions
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _tight_loops
 
     keras.utils.set_random_seed(0)
-    x, y = _data(n)
-    model = _build_model(width)
-    iterator = SerialIterator(TupleDataset(x, y), batch, shuffle=True)
-    updater = ktrainer.StandardUpdater(iterator, model)
-    trainer = ktrainer.Trainer(updater, (epochs + 1, "epoch"))
+    x, y = _data(n, n_in)
+    model = _build_model(n_in, width)
+    marks = _tight_loops.run(model, x, y, batch, epochs + 1)
+    return _epoch_rates(marks, n // batch)
+
+
+def _add_extensions(trainer, extension_set: str) -> None:
+    import keras
+
+    from ktrainer.training import extensions
+
     sink = io.StringIO()
     trainer.extend(extensions.LogReport(filename=None))
     trainer.extend(
         extensions.PrintReport(["epoch", "main/loss", "main/accuracy"], out=sink)
     )
     trainer.extend(extensions.ProgressBar(out=sink))
+    if extension_set == "typical":
+        trainer.extend(extensions.observe_lr())
+        trainer.extend(extensions.FailOnNonNumber())
+    elif extension_set == "stress":
+        model = trainer.updater.get_model()
+        optimizer = trainer.updater.get_optimizer()
+
+        def read_and_set(trainer):  # a plain function: model_state read_write
+            trainer.observation["w00"] = keras.ops.copy(model.weights[0].value[0, 0])
+            optimizer.learning_rate.assign(1e-3)
+
+        trainer.extend(read_and_set)
+
+
+def bench_trainer(n_in, width, batch, n, epochs, extension_set) -> list[float]:
+    """Steps/s of each epoch of the Trainer after the first."""
+    import keras
+
+    import ktrainer
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
+
+    keras.utils.set_random_seed(0)
+    x, y = _data(n, n_in)
+    model = _build_model(n_in, width)
+    iterator = SerialIterator(TupleDataset(x, y), batch, shuffle=True)
+    updater = ktrainer.StandardUpdater(iterator, model)
+    trainer = ktrainer.Trainer(updater, (epochs + 1, "epoch"))
+    _add_extensions(trainer, extension_set)
     marks = []
 
     def mark(trainer):
@@ -112,10 +160,20 @@ def bench_trainer(width, batch, n, epochs) -> list[float]:
         float(keras.ops.convert_to_numpy(trainer.observation["main/loss"]))
         marks.append(time.perf_counter())
 
-    mark.needs_model_state = False
+    mark.model_state = "none"
     trainer.extend(mark, trigger=(1, "epoch"), priority=1000)
     trainer.run()
     return _epoch_rates(marks, n // batch)
+
+
+def _spread(rates: list[float], reference: list[float]) -> str:
+    """The ratio's spread: ratios of the per-round medians, min-max."""
+    import statistics
+
+    ratios = [
+        statistics.median(r) / statistics.median(f) for r, f in zip(rates, reference)
+    ]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
 
 
 def run_backend(workloads, epochs, repeat) -> list[dict]:
@@ -124,23 +182,41 @@ def run_backend(workloads, epochs, repeat) -> list[dict]:
     import keras
 
     rows = []
+    loops = {"fit": bench_fit, "tight": bench_tight}
+    loops.update(
+        {
+            f"trainer {name}": (
+                lambda *args, name=name: bench_trainer(*args, extension_set=name)
+            )
+            for name in EXTENSION_SETS
+        }
+    )
     for name in workloads:
-        width, batch, n = WORKLOADS[name]
-        fit, trainer = [], []
-        for _ in range(repeat):  # interleaved, so drifts hit both alike
-            fit += bench_fit(width, batch, n, epochs)
-            trainer += bench_trainer(width, batch, n, epochs)
-        fit_rate = statistics.median(fit)
-        trainer_rate = statistics.median(trainer)
-        rows.append(
-            {
-                "backend": keras.config.backend(),
-                "workload": f"{name} (784-{width}-{width}-10, batch {batch})",
-                "fit_steps_per_s": round(fit_rate, 1),
-                "trainer_steps_per_s": round(trainer_rate, 1),
-                "ratio": round(trainer_rate / fit_rate, 3),
-            }
-        )
+        n_in, width, batch, n = WORKLOADS[name]
+        shape = "-".join(str(d) for d in (n_in, *width, 10))
+        rounds = {loop: [] for loop in loops}
+        for _ in range(repeat):  # interleaved, so drifts hit every loop alike
+            for loop, bench in loops.items():
+                rounds[loop].append(bench(n_in, width, batch, n, epochs))
+        median = {
+            loop: statistics.median([r for rs in rates for r in rs])
+            for loop, rates in rounds.items()
+        }
+        for loop in loops:
+            if loop == "fit":
+                continue
+            rows.append(
+                {
+                    "backend": keras.config.backend(),
+                    "workload": f"{name} ({shape}, batch {batch})",
+                    "loop": loop,
+                    "fit_steps_per_s": round(median["fit"], 1),
+                    "steps_per_s": round(median[loop], 1),
+                    "ratio": round(median[loop] / median["fit"], 3),
+                    "spread": _spread(rounds[loop], rounds["fit"]),
+                    "per_tight": round(median[loop] / median["tight"], 3),
+                }
+            )
     return rows
 
 
@@ -194,12 +270,16 @@ def main() -> None:
         if args.json:
             print(json.dumps(rows))
             return
-    print("| backend | workload | fit steps/s | Trainer steps/s | Trainer / fit |")
-    print("|---|---|---|---|---|")
+    print(
+        "| backend | workload | loop | fit steps/s | steps/s | / fit "
+        "| per-round spread | / tight loop |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['backend']} | {r['workload']} | {r['fit_steps_per_s']} | "
-            f"{r['trainer_steps_per_s']} | {r['ratio']:.2f}x |"
+            f"| {r['backend']} | {r['workload']} | {r['loop']} | "
+            f"{r['fit_steps_per_s']} | {r['steps_per_s']} | {r['ratio']:.2f}x | "
+            f"{r['spread']} | {r['per_tight']:.2f} |"
         )
 
 

@@ -88,6 +88,7 @@ class TrainStep:
         self._check_writes = False
         self._metrics_init = None
         self._built = False
+        self._groups = None
         fn = self._compiled_step if loss_fn is None else self._custom_step
         if loss_fn is None and (model.run_eagerly or not model.jit_compile):
             self._jitted = fn  # as fit: run_eagerly / jit_compile=False
@@ -95,11 +96,18 @@ class TrainStep:
             self._jitted = jax.jit(fn, donate_argnums=0)
 
     def _variables(self):
-        return (
-            self.model.trainable_variables,
-            self.model.non_trainable_variables,
-            self.optimizer.variables,
-        )
+        # Fixed once the model and optimizer are built; Keras recomputes
+        # these lists on every access, which costs more than a tiny step.
+        groups = self._groups
+        if groups is None:
+            groups = (
+                self.model.trainable_variables,
+                self.model.non_trainable_variables,
+                self.optimizer.variables,
+            )
+            if self._built:
+                self._groups = groups
+        return groups
 
     def _compiled_step(self, state, metrics_init, data):
         trainable, non_trainable, opt_vars = state

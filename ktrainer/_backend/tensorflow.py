@@ -56,7 +56,8 @@ def device_scope(name):
 class TrainStep:
     """The model's `train_step` (or a custom loss) under one `tf.function`.
 
-    Compiled with the model's `jit_compile` setting, as `fit` compiles it.
+    Compiled with the model's `jit_compile` setting, or run eagerly with
+    `run_eagerly=True`, as `fit` does.
     Metric variables are reset inside the function before each batch so
     the logs hold that batch's values.
     """
@@ -81,6 +82,8 @@ class TrainStep:
                     variable.assign(init)
                 return model.train_step(data)
 
+            if model.run_eagerly:  # as fit: no tf.function at all
+                return step
             jit = bool(model.jit_compile)
         else:
             if not self.optimizer.built:

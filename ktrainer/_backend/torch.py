@@ -78,7 +78,11 @@ def _to_tensors(data, only=None):
 
 
 class TrainStep:
-    """The model's `train_step` (or a custom loss with `backward()`)."""
+    """The model's `train_step` (or a custom loss with `backward()`).
+
+    Eager, as `fit` runs it by default; `jit_compile=True` compiles it with
+    `torch.compile`, as `fit` does.
+    """
 
     def __init__(self, model, optimizer, loss_fn=None) -> None:
         self.model = model
@@ -87,10 +91,15 @@ class TrainStep:
         self._built = False
         self._in_train_mode = False
         self._metric_pairs = []
+        self._train_step = None
 
     def _build(self, data) -> None:
         if self._loss_fn is None:
             require_built(self.model, data)
+            # As fit: `jit_compile=True` compiles the step with torch.compile.
+            self._train_step = self.model.train_step
+            if self.model.jit_compile and not self.model.run_eagerly:
+                self._train_step = torch.compile(self.model.train_step)
             inits = metric_reset_values(self.model)
             self._metric_pairs = [
                 (v.value, init) for v, init in zip(self.model.metrics_variables, inits)
@@ -112,7 +121,7 @@ class TrainStep:
         with torch.no_grad():
             for value, init in self._metric_pairs:
                 value.copy_(init)
-        return self.model.train_step(data)
+        return self._train_step(data)
 
     def _custom_step(self, data):
         model = self.model

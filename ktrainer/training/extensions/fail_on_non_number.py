@@ -49,14 +49,17 @@ class FailOnNonNumber(extension.Extension):
             )
         self._raise_error = raise_error
         self._warned = False
-        self._pending = None  # (iteration, models, on-device flag)
-        self._failed = False
+        self._pending = None  # (iteration, weights, on-device flags)
+        self._weights = None  # (model ids, weights), built once
 
     def __call__(self, trainer) -> None:
         if self._warned:
             return
         models = trainer.updater.get_all_models()
-        named = _float_weights(models)
+        key = tuple(id(model) for model in models.values())
+        if self._weights is None or self._weights[0] != key:
+            self._weights = (key, _float_weights(models))
+        named = self._weights[1]
         pending = self._pending
         self._pending = None
         if named:

@@ -314,3 +314,33 @@ def test_a_variable_an_extension_writes_takes_effect_at_the_next_step(access, tm
 def test_model_state_must_be_a_known_access():
     with pytest.raises(ValueError, match="model_state must be one of"):
         ktrainer.training.make_extension(model_state="rw")
+
+
+class _CountingLayer(keras.layers.Layer):
+    """Counts how often its Python `call` runs (once per trace when compiled)."""
+
+    calls = 0
+
+    def call(self, x):
+        type(self).calls += 1
+        return x
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["compiled", "eager"])
+def test_the_step_honours_run_eagerly_as_fit_does(run_eagerly, backend_name):
+    _CountingLayer.calls = 0
+    model = keras.Sequential(
+        [keras.Input((8,)), _CountingLayer(), keras.layers.Dense(3)], name="counted"
+    )
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=run_eagerly,
+    )
+    updater = StandardUpdater(SerialIterator(make_dataset(32), 8), model)
+    for _ in range(6):
+        updater.update()
+    if run_eagerly or backend_name == "torch":  # torch's fit is eager too
+        assert _CountingLayer.calls >= 6
+    else:
+        assert _CountingLayer.calls <= 3  # built, traced, then compiled
