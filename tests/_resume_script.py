@@ -26,12 +26,13 @@ import keras
 import numpy as np
 
 from ktrainer.iterators import SerialIterator
-from ktrainer.serializers import DictionarySerializer, serialize_object
+from ktrainer.serializers import DictionarySerializer, save_hdf5, serialize_object
 from ktrainer.training import Trainer, make_extension
 from ktrainer.training.extensions import (
     ExponentialShift,
     PreemptionHandler,
     snapshot,
+    snapshot_writers,
 )
 from ktrainer.training.updaters import StandardUpdater
 
@@ -127,10 +128,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--preempt", action="store_true")
+    parser.add_argument("--save-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     trainer = build_trainer(args.out, args.iterations)
-    snapshotter = snapshot(autoload=True, n_retains=2)
+    writer = None
+    if args.save_delay:
+        # Each snapshot's temporary file stays for a while before its rename,
+        # so that a kill can land in the middle of a write.
+        def slow_save(path, target):
+            save_hdf5(path, target)
+            time.sleep(args.save_delay)
+
+        writer = snapshot_writers.SimpleWriter(slow_save)
+    snapshotter = snapshot(autoload=True, n_retains=2, writer=writer)
     trainer.extend(snapshotter, trigger=(args.snapshot_every, "iteration"))
     trainer.extend(_marker_extension(args.marker, args.delay))
     if args.preempt:

@@ -1,7 +1,8 @@
 """Crash and preemption resume, in real subprocesses, under the current backend.
 
 `tests/_resume_script.py` trains with `snapshot(autoload=True, n_retains=2)`
-every 4 iterations. One test kills it with SIGKILL three times, at
+every 4 iterations. One test kills it with SIGKILL three times, first in
+the middle of a snapshot's write (its temporary file exists), then at
 iterations and moments drawn at random (from a fixed seed), restarting it
 each time, then lets it finish; the other sends SIGTERM to a run with a
 `PreemptionHandler`, which writes a snapshot of that very iteration and
@@ -43,7 +44,9 @@ def _env() -> dict:
     return env
 
 
-def _command(tmp_path, delay: float, preempt: bool = False) -> list[str]:
+def _command(
+    tmp_path, delay: float, preempt: bool = False, save_delay: float = 0.0
+) -> list[str]:
     command = [
         sys.executable,
         SCRIPT,
@@ -59,6 +62,8 @@ def _command(tmp_path, delay: float, preempt: bool = False) -> list[str]:
         str(tmp_path / "weights.npz"),
         "--delay",
         str(delay),
+        "--save-delay",
+        str(save_delay),
     ]
     return [*command, "--preempt"] if preempt else command
 
@@ -103,6 +108,36 @@ def _signal_at(tmp_path, iteration: int, signum: int, wait: float, preempt=False
     return process
 
 
+def _temporary_files(tmp_path) -> list[str]:
+    try:
+        return [n for n in os.listdir(tmp_path / "result") if n.endswith(".tmp")]
+    except FileNotFoundError:
+        return []
+
+
+def _kill_mid_write(tmp_path) -> None:
+    """Runs until a snapshot's temporary file exists, then SIGKILLs the run."""
+    process = subprocess.Popen(
+        _command(tmp_path, 0.0, save_delay=2.0),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while not _temporary_files(tmp_path):
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode(errors="replace")
+                pytest.fail(f"no snapshot was being written:\n{output}")
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=TIMEOUT)
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+
 def _finish(tmp_path, preempt: bool = False) -> str:
     finished = subprocess.run(
         _command(tmp_path, 0.0, preempt),
@@ -130,8 +165,12 @@ def _assert_exact_and_clean(tmp_path) -> None:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_run_killed_three_times_resumes_to_the_uninterrupted_result(tmp_path):
+    # First in the middle of the first snapshot's write: it leaves its
+    # temporary file behind, which the next start removes.
+    _kill_mid_write(tmp_path)
+    assert _temporary_files(tmp_path)
     rng = random.Random(14)
-    points = sorted(rng.sample(range(2, ITERATIONS - 1), 3))
+    points = sorted(rng.sample(range(6, ITERATIONS - 1), 2))
     killed_at = []
     for point in points:
         process = _signal_at(tmp_path, point, signal.SIGKILL, rng.uniform(0, DELAY))

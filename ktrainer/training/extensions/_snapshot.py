@@ -395,8 +395,10 @@ def _find_snapshots(pattern: re.Pattern, outdir: str) -> list[str]:
 
 
 def _temporary_pattern(pattern: re.Pattern) -> re.Pattern:
-    # The names `atomic_write` gives: '.<name>.<8 hex digits>.tmp'.
-    return re.compile(r"\.(?:" + pattern.pattern + r")\.[0-9a-f]{8}\.tmp")
+    # The names `atomic_write` gives: '.<name>.<8 hex digits>.tmp', and
+    # '..<name>.<hex>.tmp.<hex>.tmp' when a savefun that writes atomically
+    # itself is given that temporary path by the writer.
+    return re.compile(r"\.\.?(?:" + pattern.pattern + r")\.[0-9a-f]{8}\.tmp")
 
 
 def _remove_temporary_files(pattern: re.Pattern, outdir: str) -> list[str]:

@@ -541,13 +541,18 @@ def test_loading_a_snapshot_with_a_flipped_bit_names_the_entry(tmp_out):
 
 
 def test_stale_temporary_files_of_its_own_snapshots_are_removed(tmp_out):
-    ours = [".snapshot_iter_6.0123abcd.tmp", ".snapshot_iter_12.deadbeef.tmp"]
+    ours = [
+        ".snapshot_iter_6.0123abcd.tmp",
+        ".snapshot_iter_12.deadbeef.tmp",
+        "..snapshot_iter_6.0123abcd.tmp.456789ab.tmp",  # a savefun's own temp
+    ]
     others = [
         ".log.0123abcd.tmp",  # another extension's
         ".model_3.0123abcd.tmp",  # another snapshot's name
         ".snapshot_iter_6.xyz.tmp",  # not our random suffix
         "snapshot_iter_6.0123abcd.tmp",  # no leading dot
         ".snapshot_iter_6.0123abcd.tmp.keep",
+        "...snapshot_iter_6.0123abcd.tmp",
         "notes.txt",
     ]
     for name in ours + others:
