@@ -33,9 +33,6 @@ __all__ = [
     "report_scope",
 ]
 
-# Only torch tensors keep an autograd graph alive after a step; jax and
-# tensorflow results are plain immutable values, so they need no detaching.
-_DETACH = keras.config.backend() == "torch"
 
 _thread_local = threading.local()
 
@@ -51,9 +48,7 @@ def _get_reporters() -> list[Reporter]:
 
 def _detached(value: Any) -> Any:
     """`value` cut from the autograd graph, so reports do not keep it alive."""
-    if _DETACH and getattr(value, "requires_grad", False):
-        return keras.ops.stop_gradient(value)
-    return value
+    return _backend.detached(value)
 
 
 class Reporter:

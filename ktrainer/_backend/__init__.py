@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import keras
 
-from ktrainer._backend._common import check_built
+from ktrainer._backend._common import (
+    check_built,
+    detached,
+    is_tf_dataset,
+    is_torch_loader,
+)
 
 BACKEND = keras.config.backend()
 
@@ -57,9 +62,12 @@ __all__ = [
     "TestStep",
     "TrainStep",
     "check_built",
+    "detached",
     "device_scope",
     "finite_flags",
     "host_view",
+    "is_tf_dataset",
+    "is_torch_loader",
     "serialize_rng_state",
     "sync_fit_state",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import keras
 
 
@@ -62,6 +64,37 @@ def minimize_variables(model, others) -> tuple[list, list, list]:
     return stepped, read, state
 
 
+def is_tf_dataset(source) -> bool:
+    """Whether `source` is a `tf.data.Dataset` (without importing tensorflow)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(source, tf.data.Dataset)
+
+
+def is_torch_loader(source) -> bool:
+    """Whether `source` is a torch `DataLoader` or `IterableDataset`.
+
+    Checked without importing torch: a source of that kind means the
+    user's code already has.
+    """
+    data = sys.modules.get("torch.utils.data")
+    return data is not None and isinstance(
+        source, (data.DataLoader, data.IterableDataset)
+    )
+
+
+def detached(value):
+    """`value` cut from torch's autograd graph; anything else unchanged.
+
+    Only a torch tensor that requires grad keeps a graph alive after the
+    step (jax and tensorflow values are plain immutable results).
+    """
+    if getattr(value, "requires_grad", False) and callable(
+        getattr(value, "detach", None)
+    ):
+        return value.detach()
+    return value
+
+
 def is_array(value) -> bool:
     """Whether a `minimize` argument is data (traced) rather than static.
 
@@ -91,7 +124,10 @@ def check_built(models) -> None:
 
 __all__ = [
     "check_built",
+    "detached",
     "is_array",
+    "is_tf_dataset",
+    "is_torch_loader",
     "keras",
     "keras_logs",
     "metric_reset_values",

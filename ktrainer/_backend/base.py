@@ -13,11 +13,15 @@ live behind this seam, one module per backend with the same names:
   backend-neutral function `loss_fn(data) -> (loss, observations)`, it
   differentiates the loss with respect to `model.trainable_variables`,
   applies `optimizer`, and returns `(loss, observations)`.
-  Returned values stay backend tensors: no host sync.
+  Returned values stay backend tensors: no host sync. The step is
+  compiled as `fit` compiles it (jit / `tf.function` / eager, honouring
+  the model's `run_eagerly` and `jit_compile`).
   `sync()` makes the Keras variables hold the current state (JAX keeps
-  state as arrays between steps, as `fit` does; elsewhere a no-op) and
-  makes the next call re-read the variables, so changes that extensions
-  make to variables (a new learning rate, loaded weights) take effect.
+  state as arrays between steps, as `fit` does, and writes them back
+  without a copy; elsewhere a no-op); variables assigned after it take
+  effect at the next call. `model_state_written()` says variables were
+  assigned without a sync before (an extension whose `model_state` is
+  `'write'`): the next call takes exactly the assigned ones.
 - `Minimizer(model, optimizer, others, loss_fn)`: one compiled step per
   call `minimizer(args, kwargs)` of `optimizer` on `model`'s trainable
   variables, against `loss_fn(args, kwargs) -> (loss, observations)`,
@@ -32,6 +36,12 @@ live behind this seam, one module per backend with the same names:
 - `serialize_rng_state(serializer)`: saves or loads framework-global
   random state that Keras seed generators do not cover (torch's global
   generator); a no-op where there is none.
+- `sync_fit_state(model)`: the same as `sync()` for the state `model.fit`
+  keeps (`ExtensionsCallback`); a no-op where `fit` updates variables in
+  place.
+- `finite_flags(tensors)`: a device bool vector, one flag per tensor,
+  whether it is all finite, computed by one compiled call that nothing
+  waits for (`FailOnNonNumber`).
 - `device_scope(name)`: a context manager placing computation on a Keras
   device name (`'cpu:0'`, `'gpu:1'`), or a no-op for `None`.
 - `host_view(tensor)`: a numpy array of a tensor's value that shares the
@@ -52,6 +62,8 @@ class TrainStepProtocol(Protocol):
     def __call__(self, data: Any) -> dict[str, Any]: ...
 
     def sync(self) -> None: ...
+
+    def model_state_written(self) -> None: ...
 
 
 class TestStepProtocol(Protocol):

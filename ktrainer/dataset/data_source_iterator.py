@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ktrainer import _backend
 from ktrainer.dataset._example_batch import ExampleBatch
 from ktrainer.dataset.iterator import Iterator
 
@@ -351,21 +352,12 @@ def _is_py_dataset(source: Any) -> bool:
     return isinstance(source, keras.utils.PyDataset)
 
 
-def _module(source: Any) -> str:
-    return type(source).__module__ or ""
-
-
 def _is_tf_dataset(source: Any) -> bool:
-    # Duck-typed: tensorflow may be imported only by ktrainer._backend.
-    return _module(source).startswith("tensorflow") and hasattr(
-        source, "as_numpy_iterator"
-    )
+    return _backend.is_tf_dataset(source)
 
 
 def _is_torch_loader(source: Any) -> bool:
-    return _module(source).startswith("torch.utils.data") and hasattr(
-        source, "__iter__"
-    )
+    return _backend.is_torch_loader(source)
 
 
 def _is_streaming(source: Any) -> bool:
