@@ -36,7 +36,10 @@ def test_no_extension_runs_up_to_the_cap_or_the_stop():
     assert plan_steps(trainer, [], 64) == 64
     assert plan_steps(trainer, [], 1) == 1
     trainer = _trainer(stop=(5, "iteration"))
-    assert plan_steps(trainer, [], 64) == 5
+    # Below the cap, lengths are powers of two (fewer programs to compile).
+    assert plan_steps(trainer, [], 64) == 4
+    trainer = _trainer(stop=(64, "iteration"))
+    assert plan_steps(trainer, [], 64) == 64
 
 
 def test_the_nearest_trigger_bounds_the_chunk():
@@ -45,7 +48,8 @@ def test_the_nearest_trigger_bounds_the_chunk():
         (get_trigger((1, "epoch")), _noop),
         (get_trigger((7, "iteration")), _noop),
     ]
-    assert plan_steps(trainer, entries, 64) == 7
+    assert plan_steps(trainer, entries, 64) == 4  # 7, as a power of two
+    assert plan_steps(trainer, entries, 7) == 7  # the cap itself is allowed
 
 
 def test_a_trigger_that_cannot_tell_keeps_the_run_unfused():
