@@ -85,6 +85,12 @@ def _trainer(out, max_fused_steps, stop=(3, "epoch")):
         extensions.PrintReport(["epoch", "iteration", "main/loss"], out=printed)
     )
     trainer.extend(extensions.ProgressBar(update_interval=9, out=io.StringIO()))
+    trainer.extend(extensions.FailOnNonNumber())
+    trainer.extend(
+        extensions.MicroAverage(
+            "main/accuracy", "main/loss", "main/ratio", trigger=(10, "iteration")
+        )
+    )
     trainer.extend(recorder("every7"), trigger=(7, "iteration"))
     trainer.extend(recorder("epoch"), trigger=(1, "epoch"))
     trainer.extend(recorder("half_epoch"), trigger=(0.5, "epoch"))
@@ -120,6 +126,7 @@ def test_fused_run_fires_and_logs_as_unfused(tmp_path, steps):
 
     assert fired == base_fired
     assert sorted(fired) == ["best", "epoch", "every7", "half_epoch", "manual"]
+    assert "main/ratio" in log[0]  # MicroAverage's sums cover every iteration
     assert [(e["epoch"], e["iteration"]) for e in log] == [
         (e["epoch"], e["iteration"]) for e in base_log
     ]
@@ -210,3 +217,22 @@ def test_max_fused_steps_needs_an_updater_that_can_fuse(tmp_path):
     updater = get_trainer_with_mock_updater().updater
     with pytest.raises(TypeError, match="update_many"):
         ktrainer.Trainer(updater, out=os.fspath(tmp_path), max_fused_steps=4)
+
+
+def test_fail_on_non_number_in_a_fused_run_names_the_fused_range(tmp_path):
+    model = _model()
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e38),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    iterator = SerialIterator(_data(), BATCH, shuffle=False)
+    trainer = ktrainer.Trainer(
+        _CountingUpdater(iterator, model),
+        (64, "iteration"),
+        out=str(tmp_path),
+        max_fused_steps=16,
+    )
+    trainer.extend(extensions.FailOnNonNumber())
+    with pytest.raises(RuntimeError, match=r"diverged (at|between) iteration"):
+        trainer.run(show_loop_exception_msg=False)
+    assert trainer.updater.fused_calls > 0

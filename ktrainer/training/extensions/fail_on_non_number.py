@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import keras
@@ -32,6 +33,11 @@ class FailOnNonNumber(extension.Extension):
     training go on. Chainer v7's `FailOnNonNumber` has no such option; it
     always raises, and at the iteration itself.
 
+    In a fused run (`Trainer(max_fused_steps=...)`) it does not hold the
+    run back: the weights are checked after each fused call, and the
+    error names the range of iterations that call ran (a non-finite
+    weight stays non-finite, so none is missed).
+
     Default trigger: `(1, 'iteration')`; priority: `PRIORITY_READER`.
     It reads model variables: `model_state = 'read'`.
 
@@ -49,8 +55,9 @@ class FailOnNonNumber(extension.Extension):
             )
         self._raise_error = raise_error
         self._warned = False
-        self._pending = None  # (iteration, weights, on-device flags)
+        self._pending = None  # (first iteration, iteration, weights, flags)
         self._weights = None  # (model ids, weights), built once
+        self._checked = None  # the iteration of the previous call
 
     def __call__(self, trainer) -> None:
         if self._warned:
@@ -62,11 +69,20 @@ class FailOnNonNumber(extension.Extension):
         named = self._weights[1]
         pending = self._pending
         self._pending = None
+        iteration = trainer.updater.iteration
+        first = iteration
+        if getattr(trainer, "fused_observation", None) and self._checked is not None:
+            first = self._checked + 1  # the first iteration of the fused call
+        self._checked = iteration
         if named:
             flags = _backend.finite_flags([v.value for _, v in named])
-            self._pending = (trainer.updater.iteration, named, flags)
+            self._pending = (min(first, iteration), iteration, named, flags)
         if pending is not None:
             self._resolve(*pending)
+
+    def iterations_until_fire(self, trainer) -> float:
+        """A fused run may go on: non-finite weights stay non-finite."""
+        return math.inf
 
     def on_error(self, trainer, exc, tb) -> None:
         self._pending = None  # the loop failed; do not add another error
@@ -77,13 +93,18 @@ class FailOnNonNumber(extension.Extension):
         if pending is not None and not self._warned:
             self._resolve(*pending)
 
-    def _resolve(self, iteration: int, named: list, flags) -> None:
+    def _resolve(self, first: int, iteration: int, named: list, flags) -> None:
         finite = np.asarray(_backend.host_view(flags))
         if finite.all():
             return
         name, variable = named[int(np.argmin(finite))]
+        when = (
+            f"at iteration {iteration}"
+            if first == iteration
+            else f"between iterations {first} and {iteration} (a fused run)"
+        )
         message = (
-            f"Weights of model {name!r} diverged at iteration {iteration}: "
+            f"Weights of model {name!r} diverged {when}: "
             f"variable {variable.path!r} contains NaN or Inf."
         )
         if self._raise_error:

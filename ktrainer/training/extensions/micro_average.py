@@ -8,7 +8,11 @@ import keras
 
 from ktrainer import reporter
 from ktrainer.training import extension
-from ktrainer.training._trigger_util import TriggerLike, get_trigger
+from ktrainer.training._trigger_util import (
+    TriggerLike,
+    get_trigger,
+    iterations_until_fire,
+)
 
 
 def _to_float(value: Any) -> float:
@@ -76,8 +80,22 @@ class MicroAverage(extension.Extension):
         self._numerator: Any = 0
         self._denominator: Any = 0
 
+    def iterations_until_fire(self, trainer) -> int | float | None:
+        """Updates until the next report: a fused run needs no call before.
+
+        After a fused update it adds every iteration's values, read from
+        `trainer.fused_observation`.
+        """
+        return iterations_until_fire(self._trigger, trainer)
+
     def __call__(self, trainer) -> None:
         observation = trainer.observation
+        fused = getattr(trainer, "fused_observation", None)
+        if fused and self._numerator_key in fused and self._denominator_key in fused:
+            observation = {
+                self._numerator_key: keras.ops.sum(fused[self._numerator_key]),
+                self._denominator_key: keras.ops.sum(fused[self._denominator_key]),
+            }
         if not (
             self._numerator_key in observation and self._denominator_key in observation
         ):
