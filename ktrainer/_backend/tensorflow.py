@@ -32,17 +32,35 @@ def sync_fit_state(model) -> None:
     """Nothing to do: `fit` on tensorflow updates the variables in place."""
 
 
-@tf.function(reduce_retracing=True, autograph=False)
-def _finite_flags(tensors):
+def _flags(tensors):
     return tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+_finite_flags = tf.function(_flags, reduce_retracing=True, autograph=False)
+_flag_functions: dict = {}
 
 
 def finite_flags(tensors):
     """One fused on-device check of which tensors are finite (a bool vector).
 
-    Dispatched asynchronously; nothing waits until the result is read.
+    Dispatched asynchronously; nothing waits until the result is read. For
+    variables (the usual case) a function without arguments that reads
+    them is compiled once, which skips `tf.function`'s per-call argument
+    matching.
     """
-    return _finite_flags([tf.convert_to_tensor(t) for t in tensors])
+    tensors = list(tensors)
+    if not all(isinstance(t, tf.Variable) for t in tensors):
+        return _finite_flags([tf.convert_to_tensor(t) for t in tensors])
+    key = tuple(id(t) for t in tensors)
+    function = _flag_functions.get(key)
+    if function is None:
+        if len(_flag_functions) > 8:  # models come and go (tests)
+            _flag_functions.clear()
+        function = tf.function(
+            lambda: _flags(tensors), autograph=False
+        ).get_concrete_function()
+        _flag_functions[key] = function
+    return function()
 
 
 def device_scope(name):
@@ -106,7 +124,17 @@ class TrainStep:
     def __call__(self, data):
         if self._fn is None:
             self._fn = self._build(data)
-        return self._fn(data)
+            self._concrete = {}
+        if not isinstance(self._fn, tf.types.experimental.PolymorphicFunction):
+            return self._fn(data)  # run_eagerly
+        # A concrete function per input signature skips the polymorphic
+        # function's per-call signature matching (~40% of a tiny step).
+        key = _signature_key(data)
+        concrete = self._concrete.get(key)
+        if concrete is None:
+            concrete = self._fn.get_concrete_function(_specs(data))
+            self._concrete[key] = concrete
+        return concrete(data)
 
     def run_many(self, stacked):
         """Runs one step per entry of `stacked` (batches on a leading axis).
@@ -194,6 +222,26 @@ class Minimizer:
 
     def __call__(self, args, kwargs):
         return self._fn(args, kwargs)
+
+
+def _leaf_spec(a):
+    if a is None:
+        return None
+    return tf.TensorSpec(a.shape, tf.as_dtype(a.dtype))
+
+
+def _specs(data):
+    return tf.nest.map_structure(_leaf_spec, data)
+
+
+def _signature_key(data):
+    if isinstance(data, tuple) and all(hasattr(a, "shape") for a in data):
+        return tuple((a.shape, a.dtype) for a in data)  # the common case
+    return repr(
+        tf.nest.map_structure(
+            lambda a: None if a is None else (tuple(a.shape), str(a.dtype)), data
+        )
+    )
 
 
 class TestStep:
