@@ -89,7 +89,6 @@ class TrainStep:
         self.optimizer = optimizer
         self._loss_fn = loss_fn
         self._built = False
-        self._in_train_mode = False
         self._metric_pairs = []
         self._train_step = None
 
@@ -112,10 +111,10 @@ class TrainStep:
         data = _to_tensors(data)
         if not self._built:
             self._build(data)
-        if not self._in_train_mode:
-            # Like fit: put torch modules in training mode (dropout, BN).
+        if not self.model.training:
+            # Like fit: put torch modules in training mode (dropout, BN);
+            # an evaluator between steps switches them to eval mode.
             self.model.train()
-            self._in_train_mode = True
         if self._loss_fn is not None:
             return self._custom_step(data)
         with torch.no_grad():
@@ -158,8 +157,7 @@ class TrainStep:
         return {k: torch.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
 
     def sync(self) -> None:
-        # An extension (an evaluator) may have switched modules to eval mode.
-        self._in_train_mode = False
+        """Nothing to do: torch steps update the variables in place."""
 
     def model_state_written(self) -> None:
         """Nothing to do: the step reads the variables themselves."""
