@@ -171,7 +171,12 @@ class ExtensionsCallback(keras.callbacks.Callback):
       "iteration" here covers several steps (the iteration count still
       counts steps).
     - `call_before_training` is not supported, and extensions are not
-      finalized if `fit` raises (Keras calls no hook then).
+      finalized if `fit` raises (Keras calls no hook then). A Keras
+      callback is refused: pass it to `fit(callbacks=[...])` itself.
+    - Registration, priorities, `initialize`, `finalize` and serialization
+      are the Trainer's own (one shared runner), as is `model_state`: an
+      extension that only writes variables is synced for like a reader,
+      since `fit` re-reads variables only after a sync.
     - `snapshot()` of this object saves the model, its optimizer, the
       counters and the extensions' state, but `fit` cannot resume from it;
       use `snapshot_object(model, ...)` to save models, and a `Trainer`
