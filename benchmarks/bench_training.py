@@ -3,7 +3,8 @@
 Trains the same model on the same data with `model.fit(verbose=0)`, with
 the tightest hand-written loop of the backend (`_tight_loops.py`) and with
 `Trainer` + `StandardUpdater` under three extension sets (`EXTENSION_SETS`:
-"reporting", "typical", "stress"), and prints steps/s of each, its ratio
+"reporting", "typical", "stress"), plus `fit(steps_per_execution=32)` and
+the reporting Trainer with `max_fused_steps=64`, and prints steps/s of each, its ratio
 to fit with the spread of that ratio over the rounds, and its ratio to
 the tight loop. Both are timed the same way: a mark at the end of every
 epoch waits for the epoch's last loss; the first epoch (compilation) is a
@@ -45,7 +46,7 @@ EXTENSION_SETS = ("reporting", "typical", "stress")
 """
 
 
-def _build_model(n_in: int, widths: tuple):
+def _build_model(n_in: int, widths: tuple, steps_per_execution: int = 1):
     import keras
 
     model = keras.Sequential(
@@ -63,6 +64,7 @@ def _build_model(n_in: int, widths: tuple):
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -81,13 +83,13 @@ def _epoch_rates(marks: list[float], steps: int) -> list[float]:
     return [steps / (b - a) for a, b in itertools.pairwise(marks)]
 
 
-def bench_fit(n_in, width, batch, n, epochs) -> list[float]:
+def bench_fit(n_in, width, batch, n, epochs, steps_per_execution=1) -> list[float]:
     """Steps/s of each epoch of `model.fit(verbose=0)` after the first."""
     import keras
 
     keras.utils.set_random_seed(0)
     x, y = _data(n, n_in)
-    model = _build_model(n_in, width)
+    model = _build_model(n_in, width, steps_per_execution)
     marks = []
 
     class Mark(keras.callbacks.Callback):
@@ -138,7 +140,9 @@ def _add_extensions(trainer, extension_set: str) -> None:
         trainer.extend(read_and_set)
 
 
-def bench_trainer(n_in, width, batch, n, epochs, extension_set) -> list[float]:
+def bench_trainer(
+    n_in, width, batch, n, epochs, extension_set, max_fused_steps=1
+) -> list[float]:
     """Steps/s of each epoch of the Trainer after the first."""
     import keras
 
@@ -151,7 +155,9 @@ def bench_trainer(n_in, width, batch, n, epochs, extension_set) -> list[float]:
     model = _build_model(n_in, width)
     iterator = SerialIterator(TupleDataset(x, y), batch, shuffle=True)
     updater = ktrainer.StandardUpdater(iterator, model)
-    trainer = ktrainer.Trainer(updater, (epochs + 1, "epoch"))
+    trainer = ktrainer.Trainer(
+        updater, (epochs + 1, "epoch"), max_fused_steps=max_fused_steps
+    )
     _add_extensions(trainer, extension_set)
     marks = []
 
@@ -183,6 +189,10 @@ def run_backend(workloads, epochs, repeat) -> list[dict]:
 
     rows = []
     loops = {"fit": bench_fit, "tight": bench_tight}
+    if keras.config.backend() != "torch":  # torch's fit takes only 1
+        loops["fit steps_per_execution=32"] = lambda *args: bench_fit(
+            *args, steps_per_execution=32
+        )
     loops.update(
         {
             f"trainer {name}": (
@@ -190,6 +200,9 @@ def run_backend(workloads, epochs, repeat) -> list[dict]:
             )
             for name in EXTENSION_SETS
         }
+    )
+    loops["trainer reporting, max_fused_steps=64"] = lambda *args: bench_trainer(
+        *args, extension_set="reporting", max_fused_steps=64
     )
     for name in workloads:
         n_in, width, batch, n = WORKLOADS[name]
