@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -163,6 +164,11 @@ class StandardUpdater(Updater):
         self._steps: dict[str, Any] = {}
         self._minimizers: dict[tuple, Any] = {}
         self._report_keys: dict[str, list] = {}
+        # Fused runs: per chunk length, how it is run (see update_many).
+        self._fusion_choice: dict[int, str] = {}
+        self._fusion_times: dict[int, float] = {}
+        self._fusion_decided: str | None = None
+        self._last_loss = None
         self._trainer = None
         self._defer_sync = False
 
@@ -253,7 +259,11 @@ class StandardUpdater(Updater):
         call where the backend can (a `lax.scan` on jax, a loop inside one
         `tf.function` on tensorflow; one step after another on torch).
         Each reported value gets a leading axis of length `steps`: one
-        value per iteration. An updater with its own `update_core` (or a
+        value per iteration. The second and third calls of the first chunk
+        length are timed, one fused and one step by step, and the faster
+        way is kept for the rest of the run: on a large model a compiled
+        loop can be slower than single steps (XLA's loops on CPU). The
+        results are the same either way. An updater with its own `update_core` (or a
         `loss_func`) runs its iterations one by one, and its reports are
         stacked the same way.
         """
@@ -282,26 +292,75 @@ class StandardUpdater(Updater):
             if not batches:
                 raise
         stacked = _stack_batches(batches)
-        if stacked is None:  # batches of different shapes: one by one
+        step = self._steps.get("main")
+        if stacked is None or step is None or not hasattr(step, "run_many"):
+            # Ragged batches, or no compiled step yet: one by one.
             self._report_stacked([self._step_and_observe(b) for b in batches])
             return len(batches)
-        name = "main"
-        step = self._steps.get(name)
-        if step is None or not hasattr(step, "run_many"):
+        # One decision for every length: the first length fused is timed
+        # once fused and once step by step; until then other lengths run
+        # step by step (compiling nothing more).
+        choice = self._fusion_choice.get(len(batches), "compile")
+        if self._fusion_decided is not None:
+            choice = self._fusion_decided
+        elif self._fusion_choice and len(batches) not in self._fusion_choice:
+            choice = "single"
+        if choice == "single":
             self._report_stacked([self._step_and_observe(b) for b in batches])
-            return len(batches)
+        elif choice == "time single":
+            single = self._timed(
+                lambda: self._report_stacked(
+                    [self._step_and_observe(b) for b in batches]
+                )
+            )
+            fused = self._fusion_times[len(batches)]
+            # Keep fusing only where it is faster (small models); a large
+            # model's loop can run slower fused (XLA's CPU loops).
+            self._fusion_decided = "fused" if fused < single else "single"
+        elif choice == "time fused":
+            self._fusion_times[len(batches)] = self._timed(
+                lambda: self._run_fused(step, stacked)
+            )
+            self._fusion_choice[len(batches)] = "time single"
+        else:
+            self._run_fused(step, stacked)
+            if choice == "compile":  # the first call compiles: not timed
+                self._fusion_choice[len(batches)] = "time fused"
+        return len(batches)
+
+    def _run_fused(self, step, stacked) -> None:
         with _backend.device_scope(self._device_name):
             result, last = step.run_many(_as_keras_data(stacked))
-        keys = self._report_keys[name]
+        self._last_loss = last["loss"]
+        keys = self._report_keys["main"]
         reporter_module.report(
             {full: FusedValues(result[k], last[k]) for k, full in keys}
         )
-        return len(batches)
+
+    def _timed(self, run: Callable[[], None]) -> float:
+        """Seconds `run` takes on the device: waits before and after it.
+
+        Used only while choosing between a fused and a one-by-one run of
+        a chunk length (two calls per length), so the waits do not stay
+        in the hot path.
+        """
+        self._wait_for_device()
+        start = time.perf_counter()
+        run()
+        self._wait_for_device()
+        return time.perf_counter() - start
+
+    def _wait_for_device(self) -> None:
+        loss = self._last_loss
+        if loss is not None:
+            # Reading the latest loss waits for every step queued before it.
+            _backend.host_view(loss)
 
     def _step_and_observe(self, in_arrays) -> dict:
         observation: dict = {}
         with reporter_module.get_current_reporter().scope(observation):
             self.step("main", in_arrays)
+        self._last_loss = observation.get("main/loss")
         return observation
 
     def _update_many_each(self, steps: int) -> int:
