@@ -228,13 +228,14 @@ class Trainer:
         update = self.updater.update
         reporter = self.reporter
         stop_trigger = self.stop_trigger
-        if stop_trigger(self):
+        if stop_trigger(self) or self._past_training_length():
             updater = self.updater
+            detail = getattr(updater, "epoch_detail", None)
+            detail = "?" if detail is None else f"{float(detail):.4g}"
             warnings.warn(
                 "Trainer.run() trained nothing: the stop trigger had already "
-                f"fired at iteration {updater.iteration} (epoch_detail="
-                f"{getattr(updater, 'epoch_detail', '?')}), e.g. because the "
-                "loaded snapshot is past it.",
+                f"fired at iteration {updater.iteration} (epoch {detail}), "
+                "e.g. because the loaded snapshot is at or past it.",
                 stacklevel=3,
             )
             return
@@ -262,6 +263,22 @@ class Trainer:
                             after()
             if stop_trigger(self):
                 return
+
+    def _past_training_length(self) -> bool:
+        """Whether the updater is already past the stop trigger's length.
+
+        An interval stop trigger fires when its count crosses a multiple
+        of its period, so a run resumed from a snapshot beyond that point
+        (a 10-epoch run given an epoch-12 snapshot) would go on to the
+        next multiple; it trains nothing instead, with the warning.
+        """
+        length = getattr(self.stop_trigger, "get_training_length", None)
+        if length is None:
+            return False
+        period, unit = length()
+        updater = self.updater
+        current = updater.iteration if unit == "iteration" else updater.epoch_detail
+        return current > 0 and current >= period
 
     def serialize(self, serializer) -> None:
         """Saves or loads the whole training state (see the class doc)."""

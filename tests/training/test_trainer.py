@@ -265,3 +265,16 @@ def test_finalizers_run_even_when_the_last_sync_raises():
         trainer.run()
     assert ("finalize", "x") in log
     assert ("finalize", "y") in log
+
+
+@pytest.mark.parametrize(("stop", "at"), [((10, "iteration"), 12), ((1, "epoch"), 15)])
+def test_run_past_the_training_length_trains_nothing_and_says_so(stop, at):
+    # As after loading a snapshot taken beyond this run's length: an
+    # interval trigger would only fire at its next multiple.
+    trainer = get_trainer_with_mock_updater(stop_trigger=stop, iter_per_epoch=10)
+    trainer.updater._set_iteration(at)
+    trainer.stop_trigger._previous_iteration = at
+    trainer.stop_trigger._previous_epoch_detail = at / 10
+    with pytest.warns(UserWarning, match=rf"trained nothing.*iteration {at}"):
+        trainer.run()
+    assert trainer.updater.iteration == at
