@@ -94,10 +94,10 @@ class TrainStep:
         self._built = False
         self._groups = None
         fn = self._compiled_step if loss_fn is None else self._custom_step
-        if loss_fn is None and (model.run_eagerly or not model.jit_compile):
-            self._jitted = fn  # as fit: run_eagerly / jit_compile=False
-        else:
-            self._jitted = jax.jit(fn, donate_argnums=0)
+        # As fit: run_eagerly / jit_compile=False run the step unjitted.
+        self._eager = loss_fn is None and (model.run_eagerly or not model.jit_compile)
+        self._jitted = fn if self._eager else jax.jit(fn, donate_argnums=0)
+        self._many = None  # the jitted scan of `run_many`, built on first use
 
     def _variables(self):
         # Fixed once the model and optimizer are built; Keras recomputes
@@ -154,6 +154,12 @@ class TrainStep:
             elif not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
+        logs, state = self._jitted(self._take_state(), self._metrics_init, data)
+        self._keep_state(state)
+        return logs
+
+    def _take_state(self):
+        """The arrays the next step consumes (and donates)."""
         state = self._state
         if state is None:
             held = tuple([v._value for v in group] for group in self._variables())
@@ -163,10 +169,13 @@ class TrainStep:
             state = jax.tree.map(_copy, held)
         elif self._check_writes:
             self._collect_writes(state)
-        logs, self._state = self._jitted(state, self._metrics_init, data)
+        return state
+
+    def _keep_state(self, state) -> None:
+        """Holds a step's new arrays; the variables are now behind them."""
+        self._state = state
         self._written = False
         self._check_writes = False
-        return logs
 
     def _collect_writes(self, state) -> None:
         for variables, values, held in zip(self._variables(), state, self._held):
@@ -201,8 +210,7 @@ class TrainStep:
         of length `k`, and the last step's logs. Compiled once per
         distinct `k`.
         """
-        model = self.model
-        if self._loss_fn is not None or model.run_eagerly or not model.jit_compile:
+        if self._loss_fn is not None or self._eager:
             count = len(jax.tree.leaves(stacked)[0])
             logs = [
                 self(jax.tree.map(lambda a, i=i: a[i], stacked)) for i in range(count)
@@ -213,18 +221,10 @@ class TrainStep:
             rest, last = self.run_many(jax.tree.map(lambda a: a[1:], stacked))
             both = {k: jnp.concatenate([first[k][None], rest[k]]) for k in rest}
             return both, last
-        state = self._state
-        if state is None:
-            held = tuple([v._value for v in group] for group in self._variables())
-            self._held = held
-            state = jax.tree.map(_copy, held)  # see __call__
-        elif self._check_writes:
-            self._collect_writes(state)
-        if getattr(self, "_many", None) is None:
+        if self._many is None:
             self._many = jax.jit(self._scan_steps, donate_argnums=0)
-        logs, last, self._state = self._many(state, self._metrics_init, stacked)
-        self._written = False
-        self._check_writes = False
+        logs, last, state = self._many(self._take_state(), self._metrics_init, stacked)
+        self._keep_state(state)
         return logs, last
 
     def _scan_steps(self, state, metrics_init, stacked):

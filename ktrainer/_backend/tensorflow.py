@@ -85,6 +85,7 @@ class TrainStep:
         self.optimizer = optimizer
         self._loss_fn = loss_fn
         self._fn = None
+        self._many = None  # the tf.function of `run_many`, built on first use
         self._metrics_init = None
 
     def _build(self, data):
@@ -155,7 +156,7 @@ class TrainStep:
                 for i in range(count)
             ]
             return {k: tf.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
-        if getattr(self, "_many", None) is None:
+        if self._many is None:
             self._many = tf.function(
                 self._loop_steps,
                 reduce_retracing=True,

@@ -164,10 +164,10 @@ class StandardUpdater(Updater):
         self._steps: dict[str, Any] = {}
         self._minimizers: dict[tuple, Any] = {}
         self._report_keys: dict[str, list] = {}
-        # Fused runs: per chunk length, how it is run (see update_many).
-        self._fusion_choice: dict[int, str] = {}
-        self._fusion_times: dict[int, float] = {}
-        self._fusion_decided: str | None = None
+        # Fused runs: how chunks run, chosen once by timing (update_many).
+        self._fusion_mode = "compile"
+        self._fusion_length: int | None = None
+        self._fused_seconds = 0.0
         self._last_loss = None
         self._trainer = None
         self._defer_sync = False
@@ -263,9 +263,9 @@ class StandardUpdater(Updater):
         length are timed, one fused and one step by step, and the faster
         way is kept for the rest of the run: on a large model a compiled
         loop can be slower than single steps (XLA's loops on CPU). The
-        results are the same either way. An updater with its own `update_core` (or a
-        `loss_func`) runs its iterations one by one, and its reports are
-        stacked the same way.
+        results are the same either way. An updater with its own
+        `update_core` (or a `loss_func`) runs its iterations one by one,
+        and its reports are stacked the same way.
         """
         if steps == 1:
             self.update()
@@ -295,38 +295,44 @@ class StandardUpdater(Updater):
         step = self._steps.get("main")
         if stacked is None or step is None or not hasattr(step, "run_many"):
             # Ragged batches, or no compiled step yet: one by one.
-            self._report_stacked([self._step_and_observe(b) for b in batches])
+            self._run_each(batches)
             return len(batches)
-        # One decision for every length: the first length fused is timed
-        # once fused and once step by step; until then other lengths run
-        # step by step (compiling nothing more).
-        choice = self._fusion_choice.get(len(batches), "compile")
-        if self._fusion_decided is not None:
-            choice = self._fusion_decided
-        elif self._fusion_choice and len(batches) not in self._fusion_choice:
-            choice = "single"
-        if choice == "single":
-            self._report_stacked([self._step_and_observe(b) for b in batches])
-        elif choice == "time single":
-            single = self._timed(
-                lambda: self._report_stacked(
-                    [self._step_and_observe(b) for b in batches]
-                )
-            )
-            fused = self._fusion_times[len(batches)]
+
+        def fused() -> None:
+            self._run_fused(step, stacked)
+
+        def each() -> None:
+            self._run_each(batches)
+
+        # One choice for the whole run, made on the first fused length: its
+        # first call compiles, the next runs fused and the one after step
+        # by step, both timed. Until then other lengths run step by step
+        # (compiling nothing more).
+        mode = self._fusion_mode
+        if mode not in ("fused", "each"):
+            if self._fusion_length is None:
+                self._fusion_length = len(batches)
+            if len(batches) != self._fusion_length:
+                mode = "each"
+        if mode == "compile":
+            fused()
+            self._fusion_mode = "time fused"
+        elif mode == "time fused":
+            self._fused_seconds = self._timed(fused)
+            self._fusion_mode = "time each"
+        elif mode == "time each":
             # Keep fusing only where it is faster (small models); a large
             # model's loop can run slower fused (XLA's CPU loops).
-            self._fusion_decided = "fused" if fused < single else "single"
-        elif choice == "time fused":
-            self._fusion_times[len(batches)] = self._timed(
-                lambda: self._run_fused(step, stacked)
-            )
-            self._fusion_choice[len(batches)] = "time single"
+            faster = self._fused_seconds < self._timed(each)
+            self._fusion_mode = "fused" if faster else "each"
+        elif mode == "fused":
+            fused()
         else:
-            self._run_fused(step, stacked)
-            if choice == "compile":  # the first call compiles: not timed
-                self._fusion_choice[len(batches)] = "time fused"
+            each()
         return len(batches)
+
+    def _run_each(self, batches: list) -> None:
+        self._report_stacked([self._step_and_observe(b) for b in batches])
 
     def _run_fused(self, step, stacked) -> None:
         with _backend.device_scope(self._device_name):
@@ -340,9 +346,8 @@ class StandardUpdater(Updater):
     def _timed(self, run: Callable[[], None]) -> float:
         """Seconds `run` takes on the device: waits before and after it.
 
-        Used only while choosing between a fused and a one-by-one run of
-        a chunk length (two calls per length), so the waits do not stay
-        in the hot path.
+        Used only while choosing between fused and one-by-one runs (two
+        calls in a whole run), so the waits stay out of the hot path.
         """
         self._wait_for_device()
         start = time.perf_counter()
