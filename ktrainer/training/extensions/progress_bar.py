@@ -90,10 +90,10 @@ class ProgressBar(extension.Extension):
 
     def __call__(self, trainer) -> None:
         """Updates the display every `update_interval` iterations."""
+        if trainer.updater.iteration % self._update_interval:
+            return  # the cheap check first: this runs every iteration
         if not distributed.is_chief():
             return  # in a distributed run only the chief draws
-        if trainer.updater.iteration % self._update_interval:
-            return
         self._update(trainer)
 
     def iterations_until_fire(self, trainer) -> int:
