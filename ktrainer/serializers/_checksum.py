@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,52 @@ def digest(stored: Any) -> int:
         sums = np.add.reduce(words, axis=1, dtype=np.uint64).astype("<u8")
         crc = zlib.crc32(sums, crc)
     return zlib.crc32(raw[whole:], crc)
+
+
+# Arrays this large are digested by `Digester`'s thread; smaller ones cost
+# less inline than a hand-off.
+_THREADED_BYTES = 1 << 18
+
+
+class Digester:
+    """Collects the digests of a file's entries while the file is written.
+
+    The digest of a large array runs in one background thread, so it
+    overlaps the write of that array and the next ones (numpy's sums and
+    `zlib.crc32` release the GIL): the checksum adds little to a save's
+    time. Arrays are read, never copied, so the caller must not change an
+    array it has added until `result()` returned.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[str, int] = {}
+        self._pending: dict[str, Future] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    def add(self, name: str, stored: Any) -> None:
+        """Digests `stored` (a stored form) as the entry `name`."""
+        if isinstance(stored, np.ndarray) and stored.nbytes >= _THREADED_BYTES:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, "ktrainer-digest")
+            self._pending[name] = self._executor.submit(digest, stored)
+        else:
+            self._done[name] = digest(stored)
+
+    def result(self) -> dict[str, int]:
+        """All digests by entry name, once every one is computed."""
+        self.close()
+        return self._done
+
+    def close(self) -> None:
+        """Waits for the digests in flight and stops the thread."""
+        try:
+            for name, future in self._pending.items():
+                self._done[name] = future.result()
+        finally:
+            self._pending.clear()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
 
 
 def encode(digests: dict[str, int]) -> str:

@@ -76,7 +76,7 @@ class HDF5Serializer(Serializer):
         group: h5py.Group,
         compression: int = 0,
         *,
-        _digests: dict[str, int] | None = None,
+        _digests: _checksum.Digester | None = None,
     ) -> None:
         _check_group(group)
         self.group = group
@@ -93,30 +93,36 @@ class HDF5Serializer(Serializer):
 
     def __call__(self, key: str, value: Any) -> Any:
         name = key.lstrip("/")
-        if name in self.group:
-            raise ValueError(
-                f"key must be new in its group, but {self.group.name.rstrip('/')}/"
-                f"{name} was already written. Received: key={key!r}"
-            )
         # No copy: h5py writes the array before this call returns.
         stored = to_storable(key, value, copy=False)
+        try:
+            dataset = self._create(name, stored)
+        except ValueError:
+            # h5py refuses an existing name; asking only then keeps a
+            # lookup per entry out of every save.
+            if name in self.group:
+                raise ValueError(
+                    f"key must be new in its group, but "
+                    f"{self.group.name.rstrip('/')}/{name} was already written. "
+                    f"Received: key={key!r}"
+                ) from None
+            raise
+        if self._digests is not None:
+            self._digests.add(dataset.name, stored)
+        return value
+
+    def _create(self, name: str, stored: Any) -> h5py.Dataset:
         if stored is NONE:
-            dataset = self.group.create_dataset(name, data=h5py.Empty("f"))
-        elif isinstance(stored, str) or stored.dtype.kind == "U":
+            return self.group.create_dataset(name, data=h5py.Empty("f"))
+        if isinstance(stored, str) or stored.dtype.kind == "U":
             # h5py has no fixed-width unicode type; store UTF-8 strings.
             data = stored if isinstance(stored, str) else stored.astype(object)
-            dataset = self.group.create_dataset(
-                name, data=data, dtype=h5py.string_dtype()
-            )
-        elif self.compression and stored.size > 1:
-            dataset = self.group.create_dataset(
+            return self.group.create_dataset(name, data=data, dtype=h5py.string_dtype())
+        if self.compression and stored.size > 1:
+            return self.group.create_dataset(
                 name, data=stored, compression="gzip", compression_opts=self.compression
             )
-        else:
-            dataset = self.group.create_dataset(name, data=stored)
-        if self._digests is not None:
-            self._digests[dataset.name] = _checksum.digest(stored)
-        return value
+        return self.group.create_dataset(name, data=stored)
 
 
 # The most a deflated dataset can expand (zlib's limit is about 1032:1).
@@ -329,7 +335,7 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
     """
     filename = _check_filename(filename)
     compression = _check_compression(compression)
-    digests: dict[str, int] = {}
+    digests = _checksum.Digester()
     # The HDF5 1.8 file format checksums the file's own metadata (the
     # superblock, object headers, link storage), so a damaged header or a
     # link that points elsewhere is an error, never a loop or a wrong
@@ -339,14 +345,17 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
         h5py.File(temp, "w", libver=("v108", "latest")) as f,
     ):
         serializer = HDF5Serializer(f, compression, _digests=digests)
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                serializer(key, value)
-        else:
-            serialize_object(obj, serializer)
+        try:
+            if isinstance(obj, dict):
+                for key, value in obj.items():
+                    serializer(key, value)
+            else:
+                serialize_object(obj, serializer)
+        finally:
+            digests.close()  # no thread outlives a failed save
         f.create_dataset(
             _checksum.CHECKSUMS_NAME,
-            data=_checksum.encode(digests),
+            data=_checksum.encode(digests.result()),
             dtype=h5py.string_dtype(),
         )
         f.attrs[_checksum.CHECKSUMS_NAME] = _checksum.ALGORITHM

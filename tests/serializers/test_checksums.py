@@ -278,3 +278,33 @@ def test_a_compressed_snapshot_round_trips(tmp_path):
     target = _target()
     load_hdf5(path, target)
     np.testing.assert_array_equal(target.big, _state().big)
+
+
+def test_digests_from_the_background_thread_match_inline_ones(tmp_path):
+    # Arrays above the hand-off size are digested in a thread while the
+    # file is written; the list must hold exactly the digests of the data.
+    rng = np.random.default_rng(1)
+    state = State(
+        a=rng.normal(size=(300, 400)).astype("float32"),  # threaded
+        b=rng.normal(size=(700, 300)).astype("float64"),  # threaded
+        c=np.arange(10, dtype="int32"),  # inline
+    )
+    path = tmp_path / "s.h5"
+    save_hdf5(path, state)
+    with h5py.File(path, "r") as f:
+        stored = json.loads(f[CHECKSUMS_NAME].asstr()[()])["entries"]
+    assert stored == {f"/{k}": digest(v) for k, v in vars(state).items()}
+
+
+def test_a_failed_save_leaves_no_digest_thread_and_no_file(tmp_path):
+    import threading
+
+    class Failing:
+        def serialize(self, serializer):
+            serializer("big", np.ones((512, 512), "float32"))  # threaded
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_hdf5(tmp_path / "s.h5", Failing())
+    assert os.listdir(tmp_path) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("ktrainer-digest")]
