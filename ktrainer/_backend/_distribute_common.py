@@ -53,3 +53,30 @@ def delegate(step, name: str):
     if name in _NOT_DELEGATED:
         raise AttributeError(name)
     return getattr(step._inner, name)
+
+
+def batch_size(flat) -> int:
+    """The batch size of a flat list of a batch's leaves (arrays share it).
+
+    Leaves without a batch axis (`None`, Python numbers) do not count; a
+    batch without arrays has size 0.
+    """
+    sizes = {int(x.shape[0]) for x in flat if len(getattr(x, "shape", ()) or ()) >= 1}
+    if len(sizes) > 1:
+        raise ValueError(
+            "batch must have one batch size in all its arrays to be split "
+            f"across replicas. Received: batch sizes {sorted(sizes)}"
+        )
+    return sizes.pop() if sizes else 0
+
+
+def metrics_result(model, values) -> dict:
+    """`model.get_metrics_result()` computed from given metric states.
+
+    `values` are the values of `model.metrics_variables`, in that order
+    (the states summed over replicas and processes); the model's own
+    variables are left as they are.
+    """
+    mapping = list(zip(model.metrics_variables, values))
+    with keras.StatelessScope(state_mapping=mapping):
+        return dict(model.get_metrics_result())

@@ -30,11 +30,32 @@ can change independently; like it, the module matching
 - `make_train_step(model, optimizer, loss_fn=None)` and
   `make_minimizer(model, optimizer, others, loss_fn)`: the data-parallel
   step, or the single-device one.
+- `prepare_optimizer(model, optimizer)`: refuses, when the updater is
+  built, an optimizer the model's distribution cannot step (tensorflow:
+  one created or built outside the model's strategy scope, per-replica
+  clipping or accumulation), and builds it where its variables belong.
+- `test_step_class(model)` / `make_test_step(model)`: the evaluation
+  step under the model's distribution (the batch split over this
+  process's replicas, metric states accumulated over this process's
+  examples only, read back by `metric_values()`), or the single-device
+  `TestStep`.
+- `sum_over_processes(vector, models)`: the sum of a float64 vector over
+  all processes, in one collective (the Evaluator's per-evaluation
+  reduction); the vector itself in one process.
+- `metrics_result(model, values)`: the model's metric results computed
+  from given metric states.
+- `local_reports()`: a context in which `reduces_reports()` is `False`,
+  so an evaluation's per-batch reports stay local to the process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
+
+from ktrainer._backend._distribute_common import metrics_result
 
 BACKEND = keras.config.backend()
 
@@ -45,10 +66,15 @@ if BACKEND == "jax":
         is_chief_process,
         mean_over_processes,
         minimizer_class,
+        prepare_optimizer,
         process_count,
         process_rank,
-        reduces_reports,
+        sum_over_processes,
+        test_step_class,
         train_step_class,
+    )
+    from ktrainer._backend.jax_distribute import (
+        reduces_reports as _engine_reduces_reports,
     )
 elif BACKEND == "tensorflow":
     from ktrainer._backend.tensorflow_distribute import (
@@ -57,10 +83,15 @@ elif BACKEND == "tensorflow":
         is_chief_process,
         mean_over_processes,
         minimizer_class,
+        prepare_optimizer,
         process_count,
         process_rank,
-        reduces_reports,
+        sum_over_processes,
+        test_step_class,
         train_step_class,
+    )
+    from ktrainer._backend.tensorflow_distribute import (
+        reduces_reports as _engine_reduces_reports,
     )
 elif BACKEND == "torch":
     from ktrainer._backend.torch_distribute import (
@@ -69,13 +100,52 @@ elif BACKEND == "torch":
         is_chief_process,
         mean_over_processes,
         minimizer_class,
+        prepare_optimizer,
         process_count,
         process_rank,
-        reduces_reports,
+        sum_over_processes,
+        test_step_class,
         train_step_class,
+    )
+    from ktrainer._backend.torch_distribute import (
+        reduces_reports as _engine_reduces_reports,
     )
 else:  # ktrainer._backend already refuses other backends
     raise ImportError(f"unsupported Keras backend {BACKEND!r}")
+
+
+_LOCAL = threading.local()
+
+
+def reduces_reports() -> bool:
+    """Whether the Reporter averages reported values over processes now."""
+    if getattr(_LOCAL, "depth", 0):
+        return False
+    return _engine_reduces_reports()
+
+
+@contextlib.contextmanager
+def local_reports():
+    """Reports made inside stay this process's own (no collective per report)."""
+    _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _LOCAL.depth -= 1
+
+
+def make_test_step(model):
+    """The evaluation step for `model`: distributed when it is set up so.
+
+    Distributed steps have `metric_values()`; the single-device one does
+    not (its `result()` is the whole answer).
+    """
+    from ktrainer import _backend
+
+    step_class = test_step_class(model)
+    if step_class is None:
+        step_class = _backend.TestStep
+    return step_class(model)
 
 
 def make_train_step(model, optimizer, loss_fn=None):
@@ -104,12 +174,18 @@ __all__ = [
     "device_exists",
     "device_names",
     "is_chief_process",
+    "local_reports",
     "make_minimizer",
+    "make_test_step",
     "make_train_step",
     "mean_over_processes",
+    "metrics_result",
     "minimizer_class",
+    "prepare_optimizer",
     "process_count",
     "process_rank",
     "reduces_reports",
+    "sum_over_processes",
+    "test_step_class",
     "train_step_class",
 ]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from ktrainer._backend._common import require_built
-from ktrainer._backend._distribute_common import warn_unsynchronized_batch_norm
+from ktrainer._backend._distribute_common import (
+    metrics_result,
+    warn_unsynchronized_batch_norm,
+)
 
 
 def device_names(kind: str) -> list[str]:
@@ -83,6 +87,42 @@ def minimizer_class(model, optimizer):
     return StrategyMinimizer
 
 
+def prepare_optimizer(model, optimizer) -> None:
+    """Refuses an optimizer the model's strategy cannot step; builds it there.
+
+    Called when the updater is built, so that a wrong setup fails before
+    training instead of at the first update. The optimizer is built in
+    the model's strategy scope, where its slot variables must be made.
+    """
+    strategy = _strategy(model)
+    if strategy is None:
+        if model.built and not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        return
+    _check_optimizer(strategy, optimizer)
+    if optimizer.built:
+        _check_built_in_scope(strategy, optimizer)
+    elif model.built:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+
+
+def _check_built_in_scope(strategy, optimizer) -> None:
+    name = type(strategy).__name__
+    outside = [
+        v.path
+        for v in optimizer.variables
+        if not isinstance(v.value, tf.distribute.DistributedValues)
+    ]
+    if outside:
+        raise ValueError(
+            f"optimizer must be built inside {name}.scope() (or left unbuilt: "
+            "the updater builds it there), so that its slot variables are "
+            "mirrored like the model's. Received: an optimizer whose variables "
+            f"{outside[:3]} were created outside the scope"
+        )
+
+
 def _check(strategy, model, optimizer) -> None:
     _check_optimizer(strategy, optimizer)
     if strategy.num_replicas_in_sync > 1:
@@ -94,7 +134,8 @@ def _check_optimizer(strategy, optimizer) -> None:
     if getattr(optimizer, "_distribution_strategy", None) is not strategy:
         raise ValueError(
             "optimizer must be created inside the same strategy.scope() as the "
-            "model, so that the strategy places and updates its variables. "
+            "model, so that the strategy places and updates its variables: "
+            f"create it (and compile the model) under `with {name}.scope():`. "
             f"Received: an optimizer created outside {name}.scope()"
         )
     if strategy.num_replicas_in_sync == 1:
@@ -120,11 +161,13 @@ def _batched(x) -> bool:
     return x is not None and len(getattr(x, "shape", ())) >= 1
 
 
-def split_batch(strategy, data):
+def split_batch(strategy, data, *, allow_empty: bool = False):
     """This process's batch split along axis 0 into one part per local replica.
 
     Arrays (of at least one dimension) are split; anything else (`None`,
-    Python numbers) goes to every replica as it is.
+    Python numbers) goes to every replica as it is. With `allow_empty`
+    (evaluation) a batch smaller than the number of replicas leaves some
+    replicas an empty part.
     """
     local = len(strategy.extended.worker_devices)
     flat = tf.nest.flatten(data)
@@ -135,7 +178,7 @@ def split_batch(strategy, data):
             f"across replicas. Received: batch sizes {sorted(sizes)}"
         )
     size = sizes.pop() if sizes else local
-    if size < local:
+    if size < local and not allow_empty:
         raise ValueError(
             f"batch must hold at least one example per replica ({local}). "
             f"Received: a batch of {size}"
@@ -310,6 +353,130 @@ class StrategyMinimizer:
     def __call__(self, args, kwargs):
         data = split_batch(self.strategy, (tuple(args), dict(kwargs)))
         return self._packer.unpack(self._fn(data))
+
+
+# -- evaluation ----------------------------------------------------------------
+
+
+def test_step_class(model):
+    """`StrategyTestStep` for a model built in a strategy scope, else `None`."""
+    if _strategy(model) is None:
+        return None
+    return StrategyTestStep
+
+
+class StrategyTestStep:
+    """The model's `test_step` on this process's batches, split over replicas.
+
+    Each batch is split along its first axis over the local replicas (a
+    batch smaller than the others included, a replica's part may be
+    empty) and `strategy.run` runs `test_step` on each part inside one
+    `tf.function`; every replica accumulates its own metric states (Keras
+    makes them sync-on-read sums). Nothing in the step talks to other
+    processes, so processes may evaluate different numbers of examples;
+    `metric_values()` reads this process's states summed over its
+    replicas, and the Evaluator sums them over processes in one
+    collective.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.strategy = _strategy(model)
+        self._fn = None
+
+    def reset(self) -> None:
+        with self.strategy.scope():
+            for metric in self.model.metrics:
+                metric.reset_state()
+
+    def _build(self, data):
+        model, strategy = self.model, self.strategy
+        with strategy.scope():
+            require_built(model, data)
+
+        def replica_step(data):
+            model.test_step(data)  # its logs are per replica: not returned
+
+        def step(data):
+            strategy.run(replica_step, args=(data,))
+
+        return tf.function(step, reduce_retracing=True, autograph=False)
+
+    def __call__(self, data) -> None:
+        if self._fn is None:
+            self._fn = self._build(data)
+            self.reset()
+        self._fn(split_batch(self.strategy, data, allow_empty=True))
+
+    def metric_values(self) -> list:
+        """This process's metric states (over its replicas), as numpy arrays."""
+        return [_local_value(v.value) for v in self.model.metrics_variables]
+
+    def result(self) -> dict:
+        return metrics_result(self.model, self.metric_values())
+
+
+def _local_value(variable) -> np.ndarray:
+    """A sync-on-read variable's value over this process's replicas.
+
+    Read from each local component (reading the variable itself in
+    cross-replica context would reduce over all workers, one collective
+    per variable).
+    """
+    parts = [np.asarray(c.numpy()) for c in getattr(variable, "values", (variable,))]
+    aggregation = getattr(variable, "aggregation", tf.VariableAggregation.SUM)
+    if aggregation == tf.VariableAggregation.SUM:
+        return np.sum(parts, axis=0).astype(parts[0].dtype)
+    # The Evaluator sums over processes: each gives its share of a mean,
+    # the chief alone the value of a variable read from one replica.
+    if aggregation == tf.VariableAggregation.MEAN:
+        return (np.mean(parts, axis=0) / process_count()).astype(parts[0].dtype)
+    return parts[0] if process_rank() == 0 else np.zeros_like(parts[0])
+
+
+_SUM_FUNCTIONS: dict = {}
+
+
+def sum_over_processes(vector: np.ndarray, models=()) -> np.ndarray:
+    """The element-wise sum of a float64 vector over processes, one collective.
+
+    Reduced by the `MultiWorkerMirroredStrategy` the models were built in
+    (or the current one): only the first local replica of each process
+    contributes its vector.
+    """
+    vector = np.ascontiguousarray(vector, dtype=np.float64)
+    if process_count() == 1:
+        return vector
+    strategies = [s for s in map(_strategy, models) if s is not None]
+    if not strategies and tf.distribute.has_strategy():
+        strategies = [tf.distribute.get_strategy()]
+    strategy = strategies[0] if strategies else None
+    local = len(strategy.extended.worker_devices) if strategy is not None else 0
+    if strategy is None or strategy.num_replicas_in_sync <= local:
+        raise RuntimeError(
+            "target must hold a model built in a MultiWorkerMirroredStrategy "
+            "scope for an Evaluator in a run of several TensorFlow processes: "
+            "its collectives reduce the results over the processes. Received: "
+            f"no such model among {process_count()} processes"
+        )
+    fn = _SUM_FUNCTIONS.get(id(strategy))
+    if fn is None:
+
+        def reduce(values):
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, values, axis=None)
+
+        fn = _SUM_FUNCTIONS[id(strategy)] = (
+            strategy,
+            tf.function(reduce, reduce_retracing=True, autograph=False),
+        )
+    tensor = tf.constant(vector)
+
+    def value_fn(context):
+        first = context.replica_id_in_sync_group % local == 0
+        return tensor if first else tf.zeros_like(tensor)
+
+    values = strategy.experimental_distribute_values_from_function(value_fn)
+    return np.asarray(fn[1](values).numpy(), dtype=np.float64)
 
 
 def reduces_reports() -> bool:

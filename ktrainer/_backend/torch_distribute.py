@@ -9,6 +9,7 @@ import torch.distributed as dist
 from ktrainer._backend._common import require_built
 from ktrainer._backend._distribute_common import (
     delegate,
+    metrics_result,
     warn_unsynchronized_batch_norm,
 )
 
@@ -178,6 +179,64 @@ class DDPMinimizer(_DDPStep):
     def __call__(self, args, kwargs):
         self._prepare(None)
         return self._run(args, kwargs)
+
+
+def prepare_optimizer(model, optimizer) -> None:
+    """Builds `optimizer` for a built `model` (its slots exist before a load)."""
+    if model.built and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+
+
+# -- evaluation ----------------------------------------------------------------
+
+
+def test_step_class(model):
+    """`ProcessTestStep` in an initialized process group of 2+ ranks, else `None`."""
+    if not _distributed():
+        return None
+    return ProcessTestStep
+
+
+class ProcessTestStep:
+    """The single-device `test_step` on this rank's batches.
+
+    The metrics accumulate over this rank's examples only (no collective
+    in the step, so ranks may evaluate different numbers of examples);
+    `metric_values()` gives their states, which the Evaluator sums over
+    ranks in one all-reduce.
+    """
+
+    def __init__(self, model) -> None:
+        from ktrainer import _backend
+
+        self.model = model
+        self._inner = _backend.TestStep(model)
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def __call__(self, data) -> None:
+        self._inner(data)
+
+    def metric_values(self) -> list:
+        """This rank's metric states, as numpy arrays."""
+        return [
+            v.value.detach().cpu().numpy().copy() for v in self.model.metrics_variables
+        ]
+
+    def result(self) -> dict:
+        return metrics_result(self.model, self.metric_values())
+
+
+def sum_over_processes(vector: numpy.ndarray, models=()) -> numpy.ndarray:
+    """The element-wise sum of a float64 vector over ranks, in one all-reduce."""
+    del models
+    vector = numpy.ascontiguousarray(vector, dtype=numpy.float64)
+    if not _distributed():
+        return vector
+    tensor = torch.from_numpy(vector.copy()).to(_collective_device())
+    dist.all_reduce(tensor)
+    return tensor.cpu().numpy()
 
 
 def reduces_reports() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,60 @@ def scatter_dataset(dataset: Any, *, shuffle: bool = False, seed: int | None = N
         )
     if size == 1 and not shuffle:
         return dataset
-    return _take(dataset, shard_indices(n, index, size, shuffle=shuffle, seed=seed))
+    indices = shard_indices(n, index, size, shuffle=shuffle, seed=seed)
+    share = _take(dataset, indices)
+    # Its own examples come first; the rest are the next share's (or, for
+    # the last share, the first's) so that all shares are equally long.
+    _register(share, dataset, indices, n * (index + 1) // size - n * index // size)
+    return share
+
+
+# Shares made by `scatter_dataset`, by id: an Evaluator given one counts
+# the examples it shares with the next process's share once.
+_SHARES: dict[int, tuple] = {}
+
+
+def _register(share: Any, dataset: Any, indices: np.ndarray, own: int) -> None:
+    key = id(share)
+    try:
+        ref = weakref.ref(share, lambda _, key=key: _SHARES.pop(key, None))
+    except TypeError:  # cannot be tracked: treated as any user-made part
+        return
+    _SHARES[key] = (ref, dataset, indices, own)
+
+
+def share_of(obj: Any) -> tuple[Any, np.ndarray, int] | None:
+    """`(dataset, indices, own)` if `obj` is a share made by `scatter_dataset`.
+
+    `indices` are the share's examples in `dataset`; the first `own` of
+    them are this process's alone (the shares of all processes' `own`
+    examples partition the dataset).
+    """
+    entry = _SHARES.get(id(obj))
+    if entry is None or entry[0]() is not obj:
+        return None
+    return entry[1], entry[2], entry[3]
+
+
+def evaluation_part(dataset: Any, index: int, size: int, *, whole: bool) -> Any:
+    """Process `index`'s part of a validation set, for the Evaluator.
+
+    The parts are consecutive, disjoint and as equal as can be (process
+    `r` of `size` takes examples `[n*r//size, n*(r+1)//size)`); together
+    they are the whole set, each example once. Unless `whole`, a share
+    made by `scatter_dataset` gives its own examples only.
+    """
+    share = None if whole else share_of(dataset)
+    if share is not None:
+        whole, indices, own = share
+        return _take(whole, indices[:own])
+    n = len(dataset)
+    if n < size:
+        raise ValueError(
+            "the validation set must hold at least one example per process to "
+            f"be split over them. Received: {n} examples for {size} processes"
+        )
+    return _take(dataset, np.arange(n * index // size, n * (index + 1) // size))
 
 
 def shard_indices(

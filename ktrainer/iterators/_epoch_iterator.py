@@ -136,16 +136,41 @@ class EpochIterator(Iterator):
         return len(self.dataset) if order is None else len(order)
 
     def serialize(self, serializer) -> None:
-        """Saves or loads the position, epoch, order and sampler state."""
+        """Saves or loads the position, epoch, order and sampler state.
+
+        The epoch's length is saved too. A snapshot loaded into an
+        iterator whose epoch has another length (a run resumed on another
+        number of processes, each iterating over its share of the data)
+        keeps the epoch and the fraction of it done: the position is
+        scaled to this epoch's length (rounded down), so that the global
+        position carries over. A saved shuffled order of another length
+        cannot be reused: the rest of that epoch follows a fresh order,
+        drawn after the sampler's state is loaded.
+        """
         current_position = serializer("current_position", self.current_position)
         epoch = serializer("epoch", self.epoch)
         is_new_epoch = serializer("is_new_epoch", self.is_new_epoch)
+        size = self._epoch_size
+        try:
+            saved_size = int(serializer("epoch_size", size))
+        except KeyError:  # a snapshot from before the length was saved
+            saved_size = size
         order = self._state.order
         if order is not None:
-            order = serializer("order", order)
-        self._state = IteratorState(current_position, epoch, is_new_epoch, order)
+            # Read as a new array: the saved order may be of another length.
+            stored = serializer("order", None)
+            if stored is not None:
+                order = np.asarray(stored)
         self._previous_epoch_detail = serializer(
             "previous_epoch_detail", self._previous_epoch_detail
         )
         if hasattr(self.order_sampler, "serialize"):
             self.order_sampler.serialize(serializer["order_sampler"])
+        if saved_size != size and saved_size > 0:
+            current_position = int(current_position) * size // saved_size
+            if order is not None and len(order) != size:
+                order = np.asarray(
+                    self.order_sampler(np.arange(len(self.dataset)), 0)
+                )
+                check_order(order, len(self.dataset), self._repeat)
+        self._state = IteratorState(current_position, epoch, is_new_epoch, order)

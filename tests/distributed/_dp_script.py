@@ -18,6 +18,8 @@ import numpy as np
 
 N_EXAMPLES, N_IN, N_OUT, GLOBAL_BATCH, ITERATIONS = 32, 6, 3, 8, 6
 SHARD_SHAPES: list = []  # under jax: the shards of a batch the step got
+# A validation set not divisible by 2 processes, nor its batches by 2 replicas.
+N_VALID, VALID_BATCH = 13, 5
 
 
 def data():
@@ -25,6 +27,133 @@ def data():
     x = rng.normal(size=(N_EXAMPLES, N_IN)).astype("float32")
     y = (np.argmax(x[:, :N_OUT], axis=1)).astype("int32")
     return x, y
+
+
+def validation():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(N_VALID, N_IN)).astype("float32")
+    y = (np.argmax(x[:, :N_OUT], axis=1) + (np.arange(N_VALID) % 4 == 0)) % N_OUT
+    return x, y.astype("int32")
+
+
+def reference_evaluation(weights) -> dict:
+    """One device: `model.evaluate` over the whole validation set."""
+    model, _ = build_model(False)
+    model.set_weights([np.asarray(w, "float32") for w in weights])
+    x, y = validation()
+    logs = model.evaluate(x, y, batch_size=VALID_BATCH, return_dict=True, verbose=0)
+    return {f"main/{k}": float(v) for k, v in logs.items()}
+
+
+def _sizes_seen():
+    """Patches the distributed test step to record the parts of each batch.
+
+    Returns the list it fills and a function undoing the patch.
+    """
+    import keras
+
+    seen: list = []
+    undo = [lambda: None]
+    if keras.config.backend() == "tensorflow":
+        from ktrainer._backend import tensorflow_distribute as td
+
+        split = td.split_batch
+
+        def recording(strategy, data, **kwargs):
+            values = split(strategy, data, **kwargs)
+            first = values[0] if isinstance(values, tuple) else values
+            parts = getattr(first, "values", (first,))
+            seen.append([int(p.shape[0]) for p in parts])
+            return values
+
+        td.split_batch = recording
+        undo[0] = lambda: setattr(td, "split_batch", split)
+    elif keras.config.backend() == "jax":
+        from ktrainer._backend import jax_distribute as jd
+
+        place = jd.ShardedTestStep._place
+
+        def recording(self, data, lo, hi, split):
+            placed = place(self, data, lo, hi, split)
+            x = keras.tree.flatten(placed)[0]
+            seen.append(
+                [int(x.shape[0]), int(x.sharding.shard_shape(x.shape)[0]), split]
+            )
+            return placed
+
+        jd.ShardedTestStep._place = recording
+        undo[0] = lambda: setattr(jd.ShardedTestStep, "_place", place)
+    return seen, undo[0]
+
+
+def evaluations(model) -> dict:
+    """The Evaluator's results on the validation set, given it several ways.
+
+    With several processes: the whole set (split by the Evaluator), a
+    `scatter_dataset` share (recognized), a part of one's own
+    (`scattered=True`), and an `eval_func`; collectives are counted.
+    """
+    import keras
+
+    from ktrainer import distributed, report
+    from ktrainer._backend import distribute
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
+    from ktrainer.training.extensions import Evaluator
+
+    calls = {"sum": 0, "all_reduce": 0}
+    summing = distribute.sum_over_processes
+
+    def counted(*args, **kwargs):
+        calls["sum"] += 1
+        return summing(*args, **kwargs)
+
+    distribute.sum_over_processes = counted
+    if keras.config.backend() == "torch":
+        import torch.distributed as dist  # noqa: TID251
+
+        all_reduce = dist.all_reduce
+
+        def counted_all_reduce(*args, **kwargs):
+            calls["all_reduce"] += 1
+            return all_reduce(*args, **kwargs)
+
+        dist.all_reduce = counted_all_reduce
+    seen, undo = _sizes_seen()
+    x, y = validation()
+    rank, world = distributed.rank(), distributed.world_size()
+
+    def iterator(dataset):
+        return SerialIterator(dataset, VALID_BATCH, repeat=False, shuffle=False)
+
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def eval_func(x, y):
+        logits = model(x, training=False)
+        report({"loss": loss_fn(y, logits)}, model)
+
+    out = {}
+    evaluator = Evaluator(iterator(TupleDataset(x, y)), model)
+    out["whole"] = evaluator()
+    out["whole_again"] = evaluator()  # the same again (metrics reset)
+    out["calls_per_evaluation"] = dict(calls)
+    out["sizes_seen"] = list(seen)
+    undo()
+    if world > 1:
+        share = distributed.scatter_dataset(TupleDataset(x, y))
+        out["scattered"] = Evaluator(iterator(share), model)()
+        out["own"] = Evaluator(
+            (x[rank::world], y[rank::world]), model, scattered=True
+        )()
+    calls.update(sum=0, all_reduce=0)
+    out["eval_func"] = Evaluator(
+        iterator(TupleDataset(x, y)), {"main": model}, eval_func=eval_func
+    )()
+    out["eval_func_calls"] = dict(calls)
+    distribute.sum_over_processes = summing
+    if keras.config.backend() == "torch":
+        dist.all_reduce = all_reduce
+    return out
 
 
 def build_model(custom: bool):
@@ -90,7 +219,12 @@ def _record_shards(x) -> None:
 
 
 def train(
-    custom: bool, out: str, share=None, batch_size: int = GLOBAL_BATCH, order=None
+    custom: bool,
+    out: str,
+    share=None,
+    batch_size: int = GLOBAL_BATCH,
+    order=None,
+    evaluate: bool = False,
 ):
     """Trains ITERATIONS steps with a log and a final snapshot; returns results."""
     from ktrainer import Trainer
@@ -105,8 +239,8 @@ def train(
     updater, model = make_updater(custom, dataset, batch_size)
     trainer = Trainer(updater, (ITERATIONS, "iteration"), out=out)
     if not custom:
-        # Every process evaluates the whole (unshuffled) validation set; a
-        # last batch smaller than the others included.
+        # Every process is given the whole (unshuffled) validation set and
+        # evaluates its part; a last batch smaller than the others included.
         xv, yv = data()
         validation = SerialIterator(
             TupleDataset(xv[:12], yv[:12]), 5, repeat=False, shuffle=False
@@ -117,40 +251,57 @@ def train(
     trainer.extend(extensions.LogReport(trigger=(2, "iteration")))
     trainer.extend(extensions.snapshot(), trigger=(ITERATIONS, "iteration"))
     trainer.run()
-    return {
+    result = {
         "weights": [w.tolist() for w in model.get_weights()],
         "log": trainer.get_extension("LogReport").log,
     }
+    if evaluate and not custom:
+        result["evaluations"] = evaluations(model)
+    return result
 
 
-def resume_on_one_device(custom: bool, snapshot: str) -> dict:
+def resume_on_one_device(
+    custom: bool, snapshot: str, order=None, share=None, batch_size=GLOBAL_BATCH
+) -> dict:
     """Loads a snapshot into a fresh updater, trains 2 more iterations.
 
-    Run on one device here; the single-process distributed modes also run
-    it in their distribution, so a snapshot resumes there too.
+    Run on one device here (over the examples in `order`); the
+    single-process distributed modes also run it in their distribution,
+    and the multi-process ones over each process's `share` with its
+    `batch_size`, so a snapshot resumes there too, whatever number of
+    processes wrote it.
     """
     from ktrainer.dataset import TupleDataset
     from ktrainer.serializers import load_hdf5
     from ktrainer.training import Trainer
 
-    updater, model = make_updater(custom, TupleDataset(*data()), GLOBAL_BATCH)
+    x, y = data()
+    if order is not None:
+        x, y = x[order], y[order]
+    dataset = share if share is not None else TupleDataset(x, y)
+    updater, model = make_updater(custom, dataset, batch_size)
     trainer = Trainer(updater, (ITERATIONS + 2, "iteration"))
     load_hdf5(snapshot, trainer)
     loaded = [w.tolist() for w in model.get_weights()]
     iteration = updater.iteration
+    it = updater.get_iterator()
+    position = [it.epoch, it.current_position, it.epoch_detail, it.is_new_epoch]
     trainer.run()
     return {
         "weights": loaded,
         "iteration": iteration,
+        "position": position,
         "continued": [w.tolist() for w in model.get_weights()],
     }
 
 
 def guard_messages(scope_factory) -> dict:
-    """What a first update says for settings a strategy would compute wrongly.
+    """What building the updater (or its first update) says for bad settings.
 
     `scope_factory()` enters the distribution's scope (a strategy scope);
-    the optimizer of the last case is made outside it.
+    the optimizer of the `outside` case is made outside it. The updater of
+    `updater_outside_scope` is built outside it (and builds the optimizer
+    in it).
     """
     import warnings
 
@@ -171,13 +322,17 @@ def guard_messages(scope_factory) -> dict:
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             )
             it = SerialIterator(TupleDataset(*data()), GLOBAL_BATCH)
-            updater = ktrainer.StandardUpdater(it, model)
+            try:
+                # Settings the strategy cannot step fail here, not later.
+                updater = ktrainer.StandardUpdater(it, model)
+            except ValueError as error:
+                return f"ValueError: {error}"
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     updater.update()
                 except ValueError as error:
-                    return f"ValueError: {error}"
+                    return f"ValueError at the first update: {error}"
             ours = [w for w in caught if issubclass(w.category, UserWarning)]
             return " | ".join(str(w.message) for w in ours) or "trained"
 
@@ -190,8 +345,29 @@ def guard_messages(scope_factory) -> dict:
             lambda: keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)
         ),
         "outside": first_update(keras.optimizers.SGD(0.1)),
+        "updater_outside_scope": _updater_outside_scope(scope_factory),
         "batch_norm": first_update(lambda: keras.optimizers.SGD(0.1), True),
     }
+
+
+def _updater_outside_scope(scope_factory) -> str:
+    """A model built in the scope, its updater (and optimizer build) outside."""
+    import keras
+
+    import ktrainer
+    from ktrainer.dataset import TupleDataset
+    from ktrainer.iterators import SerialIterator
+
+    with scope_factory():
+        model = keras.Sequential([keras.Input((N_IN,)), keras.layers.Dense(N_OUT)])
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    it = SerialIterator(TupleDataset(*data()), GLOBAL_BATCH)
+    updater = ktrainer.StandardUpdater(it, model)
+    updater.update()
+    return "trained"
 
 
 # -- engine setup, run as a script ------------------------------------------------
@@ -215,6 +391,10 @@ def _torch_gloo(rank: int, world: int, port: int) -> None:
     )
 
 
+def _snapshot(directory: str, kind: str) -> str:
+    return os.path.join(directory, f"reference-{kind}", f"snapshot_iter_{ITERATIONS}")
+
+
 def interleaved_order(world: int) -> np.ndarray:
     """The example order whose global batches are those of `world` processes.
 
@@ -235,6 +415,9 @@ def main(mode: str, out: str, *process: str) -> None:
     import keras
 
     results = {}
+    # Multi-process modes: a directory of a one-device run's snapshots,
+    # which every process then resumes.
+    reference = os.environ.get("KTRAINER_TEST_REFERENCE")
     if mode == "torch-gloo":
         rank, world, port = (int(p) for p in process)
         _torch_gloo(rank, world, port)
@@ -255,7 +438,7 @@ def main(mode: str, out: str, *process: str) -> None:
                 strategy = _tensorflow_mirrored()
             with strategy.scope():
                 # Model and optimizer are built in the scope, as Keras asks.
-                results[kind] = train(custom, where)
+                results[kind] = train(custom, where, evaluate=True)
                 results[kind]["resumed"] = resume_on_one_device(
                     custom, os.path.join(where, f"snapshot_iter_{ITERATIONS}")
                 )
@@ -274,7 +457,16 @@ def main(mode: str, out: str, *process: str) -> None:
             share = distributed.scatter_dataset(TupleDataset(*data()))
             batch = GLOBAL_BATCH // distributed.world_size()
             with strategy.scope():
-                results[kind] = train(custom, where, share=share, batch_size=batch)
+                results[kind] = train(
+                    custom, where, share=share, batch_size=batch, evaluate=True
+                )
+                if reference is not None:
+                    results[kind]["resumed_from_one"] = resume_on_one_device(
+                        custom,
+                        _snapshot(reference, kind),
+                        share=share,
+                        batch_size=batch,
+                    )
             results["replicas"] = strategy.num_replicas_in_sync
             results["rank"] = distributed.rank()
             results["world_size"] = distributed.world_size()
@@ -285,7 +477,13 @@ def main(mode: str, out: str, *process: str) -> None:
 
             share = distributed.scatter_dataset(TupleDataset(*data()))
             batch = GLOBAL_BATCH // distributed.world_size()
-            results[kind] = train(custom, where, share=share, batch_size=batch)
+            results[kind] = train(
+                custom, where, share=share, batch_size=batch, evaluate=True
+            )
+            if reference is not None:
+                results[kind]["resumed_from_one"] = resume_on_one_device(
+                    custom, _snapshot(reference, kind), share=share, batch_size=batch
+                )
             results["rank"] = distributed.rank()
             results["world_size"] = distributed.world_size()
             results["chief"] = distributed.is_chief()
@@ -299,7 +497,13 @@ def main(mode: str, out: str, *process: str) -> None:
             keras.distribution.set_distribution(distribution)
             share = distributed.scatter_dataset(TupleDataset(*data()))
             batch = GLOBAL_BATCH // distributed.world_size()
-            results[kind] = train(custom, where, share=share, batch_size=batch)
+            results[kind] = train(
+                custom, where, share=share, batch_size=batch, evaluate=True
+            )
+            if reference is not None:
+                results[kind]["resumed_from_one"] = resume_on_one_device(
+                    custom, _snapshot(reference, kind), share=share, batch_size=batch
+                )
             results["replicas"] = len(distribution.device_mesh.devices.flat)
             results["shard_shapes"] = SHARD_SHAPES
             results["rank"] = distributed.rank()
@@ -308,7 +512,7 @@ def main(mode: str, out: str, *process: str) -> None:
         elif mode == "jax-dp":
             distribution = keras.distribution.DataParallel()
             keras.distribution.set_distribution(distribution)
-            results[kind] = train(custom, where)
+            results[kind] = train(custom, where, evaluate=True)
             results[kind]["resumed"] = resume_on_one_device(
                 custom, os.path.join(where, f"snapshot_iter_{ITERATIONS}")
             )

@@ -22,3 +22,5 @@ def test_data_parallel_matches_one_device(tmp_path):
     for kind in _compare.KINDS:
         _compare.assert_matches(run[kind], _compare.reference(tmp_path, kind), split=1)
         _compare.assert_resumes_on_one_device(out, kind, run[kind])
+    # The Evaluator splits each batch over the 2 devices.
+    _compare.assert_evaluations([run["compiled"]], replicas=2)

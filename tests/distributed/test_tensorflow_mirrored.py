@@ -17,6 +17,8 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
     for kind in _compare.KINDS:
         _compare.assert_matches(run[kind], _compare.reference(tmp_path, kind), split=2)
         _compare.assert_resumes_on_one_device(out, kind, run[kind])
+    # The Evaluator splits each batch over the 2 replicas.
+    _compare.assert_evaluations([run["compiled"]], replicas=2)
     # The same run tried settings the strategy would compute wrongly.
     _check_guards(run)
 
@@ -25,7 +27,9 @@ GUARDS = {
     "clipnorm": "ValueError: optimizer clipnorm is not supported under Mirrored",
     "global_clipnorm": "ValueError: optimizer global_clipnorm is not supported",
     "accumulation": "ValueError: optimizer gradient_accumulation_steps is not",
+    # Refused when the updater is built, not at the first update.
     "outside": "ValueError: optimizer must be created inside the same strategy",
+    "updater_outside_scope": "trained",
     "batch_norm": "BatchNormalization layers ['batch_normalization'] normalize",
 }
 

@@ -14,6 +14,9 @@ pytestmark = [pytest.mark.backend("tensorflow"), pytest.mark.slow]
 
 
 def test_two_workers_match_one_device(tmp_path):
+    order = _dp_script.interleaved_order(2)
+    # The one-device reference first: every worker resumes its snapshot.
+    expected = {k: _compare.reference(tmp_path, k, order=order) for k in _compare.KINDS}
     ports = [_launch.free_port() for _ in range(2)]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     outs = [str(tmp_path / f"worker{i}") for i in range(2)]
@@ -24,6 +27,7 @@ def test_two_workers_match_one_device(tmp_path):
             TF_CONFIG=json.dumps(
                 {"cluster": cluster, "task": {"type": "worker", "index": i}}
             ),
+            KTRAINER_TEST_REFERENCE=str(tmp_path),
         )
         for i in range(2)
     ]
@@ -33,12 +37,14 @@ def test_two_workers_match_one_device(tmp_path):
         (1, 2, False),
     ]
     assert runs[0]["replicas"] == 2
-    order = _dp_script.interleaved_order(2)
     for kind in _compare.KINDS:
-        expected = _compare.reference(tmp_path, kind, order=order)
         for run in runs:
-            _compare.assert_matches(run[kind], expected, split=2)
+            _compare.assert_matches(run[kind], expected[kind], split=2)
         _compare.assert_resumes_on_one_device(outs[0], kind, runs[0][kind])
+        _compare.assert_resumes_across_process_counts(
+            tmp_path, outs[0], kind, runs, order
+        )
         assert os.path.exists(os.path.join(outs[0], kind, "log"))
         written = os.listdir(os.path.join(outs[1], kind))
         assert not [n for n in written if n == "log" or n.startswith("snapshot")]
+    _compare.assert_evaluations([r["compiled"] for r in runs], replicas=1)

@@ -307,4 +307,6 @@ def test_a_failed_save_leaves_no_digest_thread_and_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         save_hdf5(tmp_path / "s.h5", Failing())
     assert os.listdir(tmp_path) == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("ktrainer-digest")]
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith("ktrainer-digest")
+    ]

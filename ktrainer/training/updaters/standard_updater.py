@@ -151,9 +151,9 @@ class StandardUpdater(Updater):
                 opt.loss_scale_factor = float(loss_scale)
         for name, mdl in self._models.items():
             opt = self._optimizers[name]
-            if mdl.built and not opt.built:
-                # Slot variables must exist before a snapshot can load them.
-                opt.build(mdl.trainable_variables)
+            # Slot variables must exist before a snapshot can load them; an
+            # optimizer the model's distribution cannot step is refused here.
+            distribute.prepare_optimizer(mdl, opt)
         self.converter = converter
         self.device = device
         self._device_name = parse_device(device)
