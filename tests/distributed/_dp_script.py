@@ -126,11 +126,14 @@ def evaluations(model) -> dict:
     def iterator(dataset):
         return SerialIterator(dataset, VALID_BATCH, repeat=False, shuffle=False)
 
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
     def eval_func(x, y):
         logits = model(x, training=False)
-        report({"loss": loss_fn(y, logits)}, model)
+        # The functional loss: a Keras `Loss` object called in a strategy
+        # scope divides by the number of replicas (Keras's loss scaling).
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True
+        )
+        report({"loss": keras.ops.mean(per_example)}, model)
 
     out = {}
     evaluator = Evaluator(iterator(TupleDataset(x, y)), model)
