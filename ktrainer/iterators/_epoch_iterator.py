@@ -138,39 +138,62 @@ class EpochIterator(Iterator):
     def serialize(self, serializer) -> None:
         """Saves or loads the position, epoch, order and sampler state.
 
-        The epoch's length is saved too. A snapshot loaded into an
-        iterator whose epoch has another length (a run resumed on another
-        number of processes, each iterating over its share of the data)
-        keeps the epoch and the fraction of it done: the position is
-        scaled to this epoch's length (rounded down), so that the global
-        position carries over. A saved shuffled order of another length
-        cannot be reused: the rest of that epoch follows a fresh order,
-        drawn after the sampler's state is loaded.
+        The epoch's length and the number of processes of the run are
+        saved too. A snapshot of a run on another number of processes
+        (each iterating over its share of the data, so with another epoch
+        length) keeps the epoch and the fraction of it done: the position
+        is scaled to this epoch's length (rounded down), so that the
+        global position carries over. A saved shuffled order of another
+        length cannot be reused: the rest of that epoch follows a fresh
+        order, drawn after the sampler's state is loaded. With the same
+        number of processes, a shuffled order of another length is
+        refused (another dataset).
         """
+        from ktrainer._backend import distribute
+        from ktrainer.serializers import Deserializer
+
+        size, processes = self._epoch_size, distribute.process_count()
+        loading = isinstance(serializer, Deserializer)
         current_position = serializer("current_position", self.current_position)
         epoch = serializer("epoch", self.epoch)
         is_new_epoch = serializer("is_new_epoch", self.is_new_epoch)
-        size = self._epoch_size
+        saved_size = saved_processes = None
         try:
-            saved_size = int(serializer("epoch_size", size))
-        except KeyError:  # a snapshot from before the length was saved
-            saved_size = size
+            # Read as new values (None in a checking pass, which hands back
+            # what it is given): compared below, not loaded into anything.
+            saved_size = serializer("epoch_size", None if loading else size)
+            saved_processes = serializer("processes", None if loading else processes)
+        except KeyError:  # a snapshot from before they were saved
+            pass
         order = self._state.order
         if order is not None:
-            # Read as a new array: the saved order may be of another length.
-            stored = serializer("order", None)
-            if stored is not None:
+            stored = serializer("order", None if loading else order)
+            if loading and stored is not None:
                 order = np.asarray(stored)
-        self._previous_epoch_detail = serializer(
-            "previous_epoch_detail", self._previous_epoch_detail
+        other_run = (
+            loading
+            and saved_size is not None
+            and int(saved_size) not in (size, 0)
+            and saved_processes is not None
+            and int(saved_processes) != processes
         )
+        if loading and not other_run and order is not None and len(order) != size:
+            # Before anything else is loaded, so nothing changes.
+            raise ValueError(
+                f"the saved order holds {len(order)} indices, but this iterator's "
+                f"epoch has {size}: load the snapshot into an iterator over the "
+                "same dataset. Received: a snapshot of an iterator over "
+                "another dataset"
+            )
+        previous = serializer("previous_epoch_detail", self._previous_epoch_detail)
         if hasattr(self.order_sampler, "serialize"):
             self.order_sampler.serialize(serializer["order_sampler"])
-        if saved_size != size and saved_size > 0:
-            current_position = int(current_position) * size // saved_size
+        if not loading:
+            return
+        if other_run:
+            current_position = int(current_position) * size // int(saved_size)
             if order is not None and len(order) != size:
-                order = np.asarray(
-                    self.order_sampler(np.arange(len(self.dataset)), 0)
-                )
+                order = np.asarray(self.order_sampler(np.arange(len(self.dataset)), 0))
                 check_order(order, len(self.dataset), self._repeat)
+        self._previous_epoch_detail = previous
         self._state = IteratorState(current_position, epoch, is_new_epoch, order)

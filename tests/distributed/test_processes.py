@@ -121,3 +121,33 @@ def test_scatter_refuses_what_has_no_length():
 
 def test_backend_is_the_selected_one():
     assert keras.config.backend() == distribute.BACKEND
+
+
+def test_evaluator_refuses_a_scattered_that_is_not_a_bool():
+    from conftest import make_classifier
+
+    from ktrainer.training.extensions import Evaluator
+
+    x = np.zeros((4, 4), "float32")
+    with pytest.raises(TypeError, match=r"scattered must be None, True or False"):
+        Evaluator((x, np.zeros(4, "int32")), make_classifier(), scattered="yes")
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+def test_iterator_resumes_on_another_process_count(monkeypatch, tmp_path, shuffle):
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    # 2 processes, 8 examples each in batches of 2: 3 batches done.
+    _fake_processes(monkeypatch, 0, 2)
+    share = SerialIterator(np.arange(8), 2, shuffle=shuffle)
+    for _ in range(3):
+        next(share)
+    path = str(tmp_path / "it.h5")
+    save_hdf5(path, share)
+    # Resumed on 1 process over all 16 examples: the same fraction, 6 of 16.
+    _fake_processes(monkeypatch, 0, 1)
+    whole = SerialIterator(np.arange(16), 4, shuffle=shuffle)
+    load_hdf5(path, whole)
+    assert (whole.epoch, whole.current_position) == (0, 12)
+    assert whole.epoch_detail == share.epoch_detail == 0.75
+    assert len(next(whole)) == 4
