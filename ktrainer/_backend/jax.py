@@ -6,6 +6,7 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy
 from keras import StatelessScope
 
@@ -98,6 +99,9 @@ class TrainStep:
         self._eager = loss_fn is None and (model.run_eagerly or not model.jit_compile)
         self._jitted = fn if self._eager else jax.jit(fn, donate_argnums=0)
         self._many = None  # the jitted scan of `run_many`, built on first use
+        self._watched = None  # True: the step returns float weights' flags
+        self._positions = None  # their places among (trainable, non-trainable)
+        self._flags = None  # those flags after the latest step, if still true
 
     def _variables(self):
         # Fixed once the model and optimizer are built; Keras recomputes
@@ -146,6 +150,51 @@ class TrainStep:
         trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
         return (loss, observations), (trainable, non_trainable, opt_vars)
 
+    def _flagged_step(self, state, metrics_init, data):
+        logs, state = self._compiled_step(state, metrics_init, data)
+        weights = [*state[0], *state[1]]
+        flags = [jnp.all(jnp.isfinite(weights[i])) for i in self._watched_positions()]
+        return logs, state, jnp.stack(flags) if flags else jnp.zeros((0,), bool)
+
+    def _watched_positions(self):
+        # Fixed once built, like the variable groups.
+        positions = self._positions
+        if positions is None:
+            trainable, non_trainable, _ = self._variables()
+            positions = [
+                i
+                for i, v in enumerate([*trainable, *non_trainable])
+                if keras.backend.is_float_dtype(v.dtype)
+            ]
+            if self._built:
+                self._positions = positions
+        return positions
+
+    def watch_finite(self) -> bool:
+        """Makes each step also return whether each float weight is finite.
+
+        The check is part of the jitted step, so it costs no dispatch and
+        no sync of its own; `finite_flags()` hands out its result.
+        """
+        if self._eager or self._loss_fn is not None:
+            return False
+        if self._watched is None:
+            self._watched = True  # the positions are taken once built
+            self._jitted = jax.jit(self._flagged_step, donate_argnums=0)
+        return True
+
+    def finite_flags(self):
+        """`(weights, flags)` of the latest step, or `None` if stale.
+
+        `None` before the first step, after a fused run and once the
+        variables may have been written (a sync or `model_state_written`).
+        """
+        if self._flags is None:
+            return None
+        trainable, non_trainable, _ = self._variables()
+        weights = [*trainable, *non_trainable]
+        return [weights[i] for i in self._watched_positions()], self._flags
+
     def __call__(self, data):
         if not self._built:
             if self._loss_fn is None:
@@ -154,9 +203,11 @@ class TrainStep:
             elif not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
-        logs, state = self._jitted(self._take_state(), self._metrics_init, data)
-        self._keep_state(state)
-        return logs
+        out = self._jitted(self._take_state(), self._metrics_init, data)
+        self._keep_state(out[1])
+        if self._watched is not None:
+            self._flags = out[2]
+        return out[0]
 
     def _take_state(self):
         """The arrays the next step consumes (and donates)."""
@@ -176,6 +227,7 @@ class TrainStep:
         self._state = state
         self._written = False
         self._check_writes = False
+        self._flags = None
 
     def _collect_writes(self, state) -> None:
         for variables, values, held in zip(self._variables(), state, self._held):
@@ -186,6 +238,7 @@ class TrainStep:
                     values[i] = _copy(current)  # see __call__
 
     def sync(self) -> None:
+        self._flags = None  # whoever syncs may write the variables next
         if self._state is not None and self._check_writes:
             # Writes since the last sync win over the arrays held here.
             self._collect_writes(self._state)
@@ -199,6 +252,7 @@ class TrainStep:
     def model_state_written(self) -> None:
         """Variables were assigned: the next step takes their new values."""
         self._check_writes = True
+        self._flags = None
 
     def run_many(self, stacked):
         """Runs one step per entry of `stacked` (batches on a leading axis).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import keras
 import numpy
 import tensorflow as tf
 
@@ -33,6 +34,8 @@ def sync_fit_state(model) -> None:
 
 
 def _flags(tensors):
+    if not tensors:
+        return tf.zeros([0], tf.bool)
     return tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
@@ -87,6 +90,8 @@ class TrainStep:
         self._fn = None
         self._many = None  # the tf.function of `run_many`, built on first use
         self._metrics_init = None
+        self._watched = None  # float weights whose flags each step returns
+        self._flags = None  # those flags after the latest step, if still true
 
     def _build(self, data):
         model = self.model
@@ -96,10 +101,16 @@ class TrainStep:
             metric_vars = list(model.metrics_variables)
             inits = self._metrics_init
 
+            watched = self._watched
+
             def step(data):
                 for variable, init in zip(metric_vars, inits):
                     variable.assign(init)
-                return model.train_step(data)
+                logs = model.train_step(data)
+                if watched is None:
+                    return logs
+                # Read after the update (program order in a tf.function).
+                return logs, _flags([v.value for v in watched])
 
             if model.run_eagerly:  # as fit: no tf.function at all
                 return step
@@ -122,20 +133,57 @@ class TrainStep:
         self.optimizer.apply(grads, variables)
         return loss, observations
 
+    def watch_finite(self) -> bool:
+        """Makes each step also return whether each float weight is finite.
+
+        The check runs inside the step's `tf.function`, so it costs no
+        call of its own; `finite_flags()` hands out its result.
+        """
+        if self._loss_fn is not None:
+            return False
+        if self._watched is None:
+            model = self.model
+            self._watched = [
+                v
+                for v in [*model.trainable_variables, *model.non_trainable_variables]
+                if keras.backend.is_float_dtype(v.dtype)
+            ]
+            self._fn = None  # traced again, with the flags
+        return True
+
+    def finite_flags(self):
+        """`(weights, flags)` of the latest step, or `None` if stale.
+
+        `None` before the first step, after a fused run and once the
+        variables may have been written (a sync or `model_state_written`).
+        """
+        if self._flags is None:
+            return None
+        return self._watched, self._flags
+
     def __call__(self, data):
         if self._fn is None:
+            if self._watched is not None and not self.model.built:
+                self._watched = None  # the weights exist once built
+                require_built(self.model, data)
+                self.watch_finite()
             self._fn = self._build(data)
             self._concrete = {}
         if not isinstance(self._fn, tf.types.experimental.PolymorphicFunction):
-            return self._fn(data)  # run_eagerly
-        # A concrete function per input signature skips the polymorphic
-        # function's per-call signature matching (~40% of a tiny step).
-        key = _signature_key(data)
-        concrete = self._concrete.get(key)
-        if concrete is None:
-            concrete = self._fn.get_concrete_function(_specs(data))
-            self._concrete[key] = concrete
-        return concrete(data)
+            out = self._fn(data)  # run_eagerly
+        else:
+            # A concrete function per input signature skips the polymorphic
+            # function's per-call signature matching (~40% of a tiny step).
+            key = _signature_key(data)
+            concrete = self._concrete.get(key)
+            if concrete is None:
+                concrete = self._fn.get_concrete_function(_specs(data))
+                self._concrete[key] = concrete
+            out = concrete(data)
+        if self._watched is None:
+            return out
+        self._flags = out[1]
+        return out[0]
 
     def run_many(self, stacked):
         """Runs one step per entry of `stacked` (batches on a leading axis).
@@ -163,6 +211,7 @@ class TrainStep:
                 jit_compile=bool(self.model.jit_compile),
                 autograph=False,
             )
+        self._flags = None
         return self._many(stacked)
 
     def _loop_steps(self, stacked):
@@ -191,10 +240,16 @@ class TrainStep:
         return stacked_logs, {k: v[-1] for k, v in stacked_logs.items()}
 
     def sync(self) -> None:
-        """Nothing to do: TensorFlow steps update the variables in place."""
+        """TensorFlow steps update the variables in place: nothing to write.
+
+        Whoever syncs may write the variables next, so the latest step's
+        finite flags are no longer known to hold.
+        """
+        self._flags = None
 
     def model_state_written(self) -> None:
-        """Nothing to do: the step reads the variables themselves."""
+        """The step reads the variables itself; only the flags go stale."""
+        self._flags = None
 
 
 class Minimizer:

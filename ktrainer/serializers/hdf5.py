@@ -26,6 +26,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from h5py import h5s
 
 from ktrainer.serializers import _checksum
 from ktrainer.serializers._atomic import atomic_write
@@ -115,14 +116,41 @@ class HDF5Serializer(Serializer):
         if stored is NONE:
             return self.group.create_dataset(name, data=h5py.Empty("f"))
         if isinstance(stored, str) or stored.dtype.kind == "U":
-            # h5py has no fixed-width unicode type; store UTF-8 strings.
-            data = stored if isinstance(stored, str) else stored.astype(object)
-            return self.group.create_dataset(name, data=data, dtype=h5py.string_dtype())
+            return _create_text(self.group, name, stored)
         if self.compression and stored.size > 1:
             return self.group.create_dataset(
                 name, data=stored, compression="gzip", compression_opts=self.compression
             )
         return self.group.create_dataset(name, data=stored)
+
+
+def _create_text(group: h5py.Group, name: str, stored: Any) -> h5py.Dataset:
+    """Writes a `str` or a string array as fixed-length UTF-8 strings.
+
+    Fixed-length, so the text lives in the dataset's own data, bounded by
+    its declared size and covered by its checksum. HDF5's variable-length
+    strings live in a global heap that nothing checksums: a damaged heap
+    made a load hang. HDF5 pads fixed-length strings with NULs, which
+    reading strips, so text with a NUL is refused (variable-length
+    strings cannot hold one either).
+    """
+    items = [stored] if isinstance(stored, str) else stored.reshape(-1).tolist()
+    if any("\0" in item for item in items):
+        raise ValueError(
+            f"the text of entry {name!r} must not contain NUL characters. "
+            f"Received: {stored!r}"
+        )
+    encoded = [item.encode("utf-8") for item in items]
+    length = max([len(item) for item in encoded] + [1])
+    shape = () if isinstance(stored, str) else stored.shape
+    dataset = group.create_dataset(
+        name, shape=shape, dtype=h5py.string_dtype("utf-8", length)
+    )
+    if encoded:
+        data = np.array(encoded, dtype=f"S{length}").reshape(shape)
+        # The bytes are UTF-8 already: written as they are, no conversion.
+        dataset.id.write(h5s.ALL, h5s.ALL, data, mtype=dataset.id.get_type())
+    return dataset
 
 
 # The most a deflated dataset can expand (zlib's limit is about 1032:1).
@@ -166,7 +194,10 @@ def _read_stored(dataset: h5py.Dataset) -> Any:
         return NONE
     _check_size(dataset)
     if h5py.check_string_dtype(dataset.dtype) is not None:
-        data = dataset.asstr()[()]
+        try:
+            data = dataset.asstr()[()]
+        except UnicodeDecodeError as error:
+            raise ValueError(f"its text is not valid UTF-8 ({error})") from None
         return data if isinstance(data, str) else np.array(data.tolist(), dtype=str)
     return np.asarray(dataset[()])
 
@@ -353,11 +384,7 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
                 serialize_object(obj, serializer)
         finally:
             digests.close()  # no thread outlives a failed save
-        f.create_dataset(
-            _checksum.CHECKSUMS_NAME,
-            data=_checksum.encode(digests.result()),
-            dtype=h5py.string_dtype(),
-        )
+        _create_text(f, _checksum.CHECKSUMS_NAME, _checksum.encode(digests.result()))
         f.attrs[_checksum.CHECKSUMS_NAME] = _checksum.ALGORITHM
 
 

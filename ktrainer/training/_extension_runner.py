@@ -43,6 +43,20 @@ class ExtensionEntry:
         self.model_state = model_state_of(extension)
 
 
+def _plan(entries: list, sync, written) -> list:
+    """`(entry, before, after)` per entry: the hooks around its call."""
+    plan = []
+    for entry in entries:
+        access = entry.model_state = model_state_of(entry.extension)
+        # Updaters without a cheap write hook sync before writers too.
+        before = sync if access != "none" and sync is not None else None
+        after = None
+        if access == "write" and written is not None:
+            before, after = None, written
+        plan.append((entry, before, after))
+    return plan
+
+
 def model_state_of(extension) -> str:
     """What `extension` does with model and optimizer variables.
 
@@ -170,22 +184,18 @@ class ExtensionRunner:
         updater = trainer.updater
         sync = self._sync = getattr(updater, "sync_model_state", None)
         written = getattr(updater, "model_state_written", None)
-        self._plan = []
-        for entry in self.sorted_entries():
-            # Read again: attributes may be set after extend().
-            access = entry.model_state = model_state_of(entry.extension)
-            # Updaters without a cheap write hook sync before writers too.
-            before = sync if access != "none" and sync is not None else None
-            after = None
-            if access == "write" and written is not None:
-                before, after = None, written
-            self._plan.append((entry, before, after))
+        entries = self.sorted_entries()
+        # Read again: attributes may be set after extend().
+        self._plan = _plan(entries, sync, written)
         for entry, _, _ in self._plan:
             initializer = getattr(entry.extension, "initialize", None)
             if initializer and not getattr(entry.trigger, "finished", False):
                 if entry.model_state != "none" and sync is not None:
                     sync()
                 initializer(trainer)
+        # And once more: `initialize` may narrow what an extension needs
+        # (FailOnNonNumber, when the steps check the weights themselves).
+        self._plan = _plan(entries, sync, written)
 
     def run_before_training(self, trainer) -> None:
         """Calls the `call_before_training` extensions, if still at iteration 0."""

@@ -365,3 +365,39 @@ def test_save_replaces_the_previous_file(tmp_path):
     assert state.b == 5
     with h5py.File(path, "r") as f:
         assert sorted(f) == [CHECKSUMS, "b"]
+
+
+def test_text_is_stored_as_fixed_length_utf8_and_round_trips(tmp_path):
+    # Fixed-length strings keep text out of HDF5's unchecksummed global heap.
+    import h5py
+
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    values = {"a": "", "b": "héllo ☃", "c": np.array([["x", "yz"], ["é", ""]])}
+    save_hdf5(tmp_path / "t.h5", values)
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        for key in ("a", "b", "c", ".ktrainer_checksums"):
+            info = h5py.check_string_dtype(f[key].dtype)
+            assert info.encoding == "utf-8", key
+            assert info.length is not None, key
+
+    class Target:
+        a, b, c = "?", "?", np.array([["??", "??"], ["??", "??"]])
+
+        def serialize(self, serializer):
+            for key in "abc":
+                setattr(self, key, serializer(key, getattr(self, key)))
+
+    target = Target()
+    load_hdf5(tmp_path / "t.h5", target)
+    assert target.a == ""
+    assert target.b == "héllo ☃"
+    np.testing.assert_array_equal(target.c, values["c"])
+
+
+def test_text_with_a_nul_is_refused_naming_the_entry(tmp_path):
+    from ktrainer.serializers import save_hdf5
+
+    with pytest.raises(ValueError, match=r"'name'.*NUL"):
+        save_hdf5(tmp_path / "t.h5", {"name": "a\0b"})
+    assert list(tmp_path.iterdir()) == []

@@ -38,8 +38,18 @@ class FailOnNonNumber(extension.Extension):
     error names the range of iterations that call ran (a non-finite
     weight stays non-finite, so none is missed).
 
+    With a `StandardUpdater` stepping compiled models on jax or
+    tensorflow, the check is part of the compiled train step itself
+    (`StandardUpdater.watch_finite_weights`): it then costs no call and no
+    sync of the model state of its own (`model_state` becomes `'none'`
+    when the trainer starts). In an iteration whose weights may have been
+    written after the step (an extension with `model_state` `'write'` or
+    `'read_write'` ran), in a fused call and with any other updater, it
+    reads the weights themselves.
+
     Default trigger: `(1, 'iteration')`; priority: `PRIORITY_READER`.
-    It reads model variables: `model_state = 'read'`.
+    It reads model variables: `model_state = 'read'`, or `'none'` where
+    the step checks them.
 
     Args:
         raise_error: raise a `RuntimeError` (`True`) or warn once
@@ -55,18 +65,20 @@ class FailOnNonNumber(extension.Extension):
             )
         self._raise_error = raise_error
         self._warned = False
-        self._pending = None  # (first iteration, iteration, weights, flags)
+        self._pending = None  # (first iteration, iteration, [(weights, flags)])
         self._weights = None  # (model ids, weights), built once
         self._checked = None  # the iteration of the previous call
+        self._in_step = False  # the updater's steps check the weights
+
+    def initialize(self, trainer) -> None:
+        watch = getattr(trainer.updater, "watch_finite_weights", None)
+        self._in_step = bool(watch is not None and watch())
+        # Read by the trainer once every extension is initialized.
+        self.model_state = "none" if self._in_step else "read"
 
     def __call__(self, trainer) -> None:
         if self._warned:
             return
-        models = trainer.updater.get_all_models()
-        key = tuple(id(model) for model in models.values())
-        if self._weights is None or self._weights[0] != key:
-            self._weights = (key, _float_weights(models))
-        named = self._weights[1]
         pending = self._pending
         self._pending = None
         iteration = trainer.updater.iteration
@@ -74,11 +86,32 @@ class FailOnNonNumber(extension.Extension):
         if getattr(trainer, "fused_observation", None) and self._checked is not None:
             first = self._checked + 1  # the first iteration of the fused call
         self._checked = iteration
-        if named:
-            flags = _backend.finite_flags([v.value for _, v in named])
-            self._pending = (min(first, iteration), iteration, named, flags)
+        groups = self._flags(trainer)
+        if groups:
+            self._pending = (min(first, iteration), iteration, groups)
         if pending is not None:
             self._resolve(*pending)
+
+    def _flags(self, trainer) -> list:
+        """`[(named weights, device flags)]` for the weights after this step."""
+        updater = trainer.updater
+        if self._in_step:
+            found = updater.finite_weight_flags()
+            if found is not None:
+                return [
+                    ([(name, v) for v in weights], flags)
+                    for name, weights, flags in found
+                    if weights
+                ]
+            updater.sync_model_state()  # model_state is 'none': read them now
+        models = updater.get_all_models()
+        key = tuple(id(model) for model in models.values())
+        if self._weights is None or self._weights[0] != key:
+            self._weights = (key, _float_weights(models))
+        named = self._weights[1]
+        if not named:
+            return []
+        return [(named, _backend.finite_flags([v.value for _, v in named]))]
 
     def iterations_until_fire(self, trainer) -> float:
         """A fused run may go on: non-finite weights stay non-finite."""
@@ -93,11 +126,14 @@ class FailOnNonNumber(extension.Extension):
         if pending is not None and not self._warned:
             self._resolve(*pending)
 
-    def _resolve(self, first: int, iteration: int, named: list, flags) -> None:
-        finite = np.asarray(_backend.host_view(flags))
-        if finite.all():
-            return
-        name, variable = named[int(np.argmin(finite))]
+    def _resolve(self, first: int, iteration: int, groups: list) -> None:
+        for named, flags in groups:
+            finite = np.asarray(_backend.host_view(flags))
+            if not finite.all():
+                self._fail(first, iteration, *named[int(np.argmin(finite))])
+                return
+
+    def _fail(self, first: int, iteration: int, name: str, variable) -> None:
         when = (
             f"at iteration {iteration}"
             if first == iteration
@@ -110,7 +146,7 @@ class FailOnNonNumber(extension.Extension):
         if self._raise_error:
             raise RuntimeError(message)
         self._warned = True
-        warnings.warn(message + " Training goes on.", RuntimeWarning, stacklevel=3)
+        warnings.warn(message + " Training goes on.", RuntimeWarning, stacklevel=4)
 
 
 def _float_weights(models: dict) -> list:

@@ -171,6 +171,7 @@ class StandardUpdater(Updater):
         self._last_loss = None
         self._trainer = None
         self._defer_sync = False
+        self._watch_finite = False  # steps check their weights (watch_finite)
 
     # -- Chainer's accessors -------------------------------------------------
 
@@ -454,6 +455,9 @@ class StandardUpdater(Updater):
             _check_batch(in_arrays)
             model, optimizer = self.get_model(name), self._optimizers[name]
             step = self._steps[name] = distribute.make_train_step(model, optimizer)
+            watch = getattr(step, "watch_finite", None)
+            if self._watch_finite and watch is not None:
+                watch()
         with _backend.device_scope(self._device_name):
             result = step(_as_keras_data(in_arrays))
         keys = self._report_keys.get(name)
@@ -484,6 +488,46 @@ class StandardUpdater(Updater):
             written = getattr(step, "model_state_written", None)
             if written is not None:
                 written()
+
+    def watch_finite_weights(self) -> bool:
+        """Asks each model's step to check its own weights for NaN and Inf.
+
+        The check becomes part of the compiled step (one flag per
+        floating-point weight, computed from the updated weights), so
+        `FailOnNonNumber` needs neither a sync nor a call of its own.
+        Returns whether this updater's iterations run such steps: not
+        with a custom `update_core` or a `loss_func`.
+        """
+        if type(self).update_core is not StandardUpdater.update_core:
+            return False
+        if self.loss_func is not None or not hasattr(
+            _backend.TrainStep, "watch_finite"
+        ):
+            return False  # torch's eager step has nothing to fuse it into
+        self._watch_finite = True
+        for step in self._steps.values():
+            watch = getattr(step, "watch_finite", None)
+            if watch is not None:
+                watch()
+        return True
+
+    def finite_weight_flags(self) -> list | None:
+        """`[(model name, weights, flags)]` from the latest step, or `None`.
+
+        `flags` is a device bool vector, one flag per weight, true where
+        that weight was all finite after the step. `None` when any model's
+        flags are unknown: before its first step, after a fused call, or
+        once the variables may have been written since the step (after a
+        sync or `model_state_written()`); then read the weights instead.
+        """
+        found = []
+        for name in self._models:
+            flags = getattr(self._steps.get(name), "finite_flags", None)
+            result = flags() if flags is not None else None
+            if result is None:
+                return None
+            found.append((name, *result))
+        return found
 
     def serialize(self, serializer) -> None:
         """Saves or loads iterators, models, optimizers and the iteration."""

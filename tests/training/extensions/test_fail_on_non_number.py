@@ -88,3 +88,51 @@ def test_defaults_and_bad_argument():
     assert ext.model_state == "read"
     with pytest.raises(TypeError, match="raise_error must be a bool"):
         FailOnNonNumber(raise_error="yes")
+
+
+def _diverging_trainer(stop, out, extension, *, poison_batch):
+    """A trainer whose batch `poison_batch` (0-based) holds a NaN input."""
+    model = make_classifier()
+    data = make_dataset()
+    x, y = data[poison_batch * 16]
+    data[poison_batch * 16] = (np.full_like(x, np.nan), y)
+    updater = StandardUpdater(SerialIterator(data, 16, shuffle=False), model)
+    trainer = Trainer(updater, (stop, "iteration"), out=out)
+    trainer.extend(extension)
+    return trainer, model
+
+
+def test_a_step_that_diverges_is_caught_by_the_check_inside_the_step(tmp_out):
+    # No extension writes the weights, so on jax and tensorflow the check
+    # runs inside the compiled step; torch reads the weights. Both name
+    # the iteration whose step produced the NaN.
+    extension = FailOnNonNumber()
+    trainer, model = _diverging_trainer(6, tmp_out, extension, poison_batch=2)
+    with pytest.raises(RuntimeError, match="at iteration 3") as info:
+        trainer.run()
+    assert repr(model.layers[0].kernel.path) in str(info.value)
+    in_step = keras.config.backend() in ("jax", "tensorflow")
+    assert extension.model_state == ("none" if in_step else "read")
+
+
+def test_the_check_inside_the_step_flags_each_float_weight(tmp_out):
+    if keras.config.backend() == "torch":
+        pytest.skip("torch's eager step has nothing to fuse the check into")
+    trainer, model = _diverging_trainer(2, tmp_out, FailOnNonNumber(), poison_batch=3)
+    seen = []
+
+    def look(t):
+        seen.append(t.updater.finite_weight_flags())
+
+    look.model_state = "none"  # so nothing makes the flags stale
+    trainer.extend(look)
+    trainer.run()
+    assert len(seen) == 2
+    assert all(found is not None for found in seen)
+    ((name, weights, flags),) = seen[-1]
+    assert name == "main"
+    assert [w.path for w in weights] == [w.path for w in model.weights]
+    assert np.asarray(keras.ops.convert_to_numpy(flags)).tolist() == [True] * 4
+    # Once the state may have been written, the step's flags are stale.
+    trainer.updater.sync_model_state()
+    assert trainer.updater.finite_weight_flags() is None
