@@ -22,9 +22,9 @@ live behind this seam, one module per backend with the same names:
   effect at the next call. `model_state_written()` says variables were
   assigned without a sync before (an extension whose `model_state` is
   `'write'`): the next call takes exactly the assigned ones.
-  Optional, where the step is compiled (jax, tensorflow):
   `watch_finite()` makes each later call also compute, inside the
-  compiled step, one flag per floating-point weight (trainable, then
+  step (the compiled one on jax and tensorflow; after the update in
+  torch's eager one), one flag per floating-point weight (trainable, then
   non-trainable) telling whether it is all finite after the update, and
   returns whether it will; `finite_flags()` returns `(weights, flags)`
   of the latest call, or `None` once stale (before the first call, after

@@ -91,6 +91,37 @@ class TrainStep:
         self._built = False
         self._metric_pairs = []
         self._train_step = None
+        self._watched = None  # True: each step checks the float weights
+        self._flags = None  # those flags after the latest step, if still true
+
+    def watch_finite(self) -> bool:
+        """Makes each step also check whether each float weight is finite.
+
+        Eager, the check is one `_foreach_norm` after the update, as
+        `finite_flags` computes it; `finite_flags()` hands out its result.
+        """
+        if self._loss_fn is not None:
+            return False
+        self._watched = True
+        return True
+
+    def _watched_weights(self) -> list:
+        model = self.model
+        return [
+            v
+            for v in [*model.trainable_variables, *model.non_trainable_variables]
+            if v.dtype.startswith(("float", "bfloat"))
+        ]
+
+    def finite_flags(self):
+        """`(weights, flags)` of the latest step, or `None` if stale.
+
+        `None` before the first step, after a fused run and once the
+        variables may have been written (a sync or `model_state_written`).
+        """
+        if self._flags is None:
+            return None
+        return self._flags
 
     def _build(self, data) -> None:
         if self._loss_fn is None:
@@ -120,7 +151,13 @@ class TrainStep:
         with torch.no_grad():
             for value, init in self._metric_pairs:
                 value.copy_(init)
-        return self._train_step(data)
+        logs = self._train_step(data)
+        if self._watched is not None:
+            if self._watched is True:
+                self._watched = self._watched_weights()
+            flags = finite_flags([v.value for v in self._watched])
+            self._flags = (self._watched, flags) if self._watched else None
+        return logs
 
     def _custom_step(self, data):
         model = self.model
@@ -154,13 +191,20 @@ class TrainStep:
             self(keras.tree.map_structure(lambda a, i=i: a[i], stacked))
             for i in range(count)
         ]
+        self._flags = None
         return {k: torch.stack([log[k] for log in logs]) for k in logs[0]}, logs[-1]
 
     def sync(self) -> None:
-        """Nothing to do: torch steps update the variables in place."""
+        """Torch steps update the variables in place: nothing to write.
+
+        Whoever syncs may write the variables next, so the latest step's
+        finite flags are no longer known to hold.
+        """
+        self._flags = None
 
     def model_state_written(self) -> None:
-        """Nothing to do: the step reads the variables themselves."""
+        """The step reads the variables itself; only the flags go stale."""
+        self._flags = None
 
 
 class Minimizer:

@@ -38,11 +38,11 @@ class FailOnNonNumber(extension.Extension):
     error names the range of iterations that call ran (a non-finite
     weight stays non-finite, so none is missed).
 
-    With a `StandardUpdater` stepping compiled models on jax or
-    tensorflow, the check is part of the compiled train step itself
-    (`StandardUpdater.watch_finite_weights`): it then costs no call and no
-    sync of the model state of its own (`model_state` becomes `'none'`
-    when the trainer starts). In an iteration whose weights may have been
+    With a `StandardUpdater` stepping compiled models, the check is part
+    of the train step itself (`StandardUpdater.watch_finite_weights`;
+    inside the compiled step on jax and tensorflow): it then costs no
+    call and no sync of the model state of its own (`model_state` becomes
+    `'none'` when the trainer starts). In an iteration whose weights may have been
     written after the step (an extension with `model_state` `'write'` or
     `'read_write'` ran), in a fused call and with any other updater, it
     reads the weights themselves.

@@ -500,10 +500,8 @@ class StandardUpdater(Updater):
         """
         if type(self).update_core is not StandardUpdater.update_core:
             return False
-        if self.loss_func is not None or not hasattr(
-            _backend.TrainStep, "watch_finite"
-        ):
-            return False  # torch's eager step has nothing to fuse it into
+        if self.loss_func is not None:
+            return False
         self._watch_finite = True
         for step in self._steps.values():
             watch = getattr(step, "watch_finite", None)
