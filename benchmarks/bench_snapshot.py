@@ -6,16 +6,18 @@ saved, each way repeated and the median reported:
 
 - `snapshot`: the `snapshot()` extension called on the trainer (the
   default `SimpleWriter`: `save_hdf5`, written to a temporary file, synced
-  and renamed);
+  and renamed; the kernel is asked to start writing back each large
+  array while the next ones are serialized, so the final sync waits for
+  less than a raw write's does);
 - `save_hdf5`: `save_hdf5(path, trainer)` itself;
 - `raw h5py`: the same arrays, already in numpy, written by a bare loop of
   `create_dataset` (without and with an fsync, the durability a snapshot
   has);
 - `model.save_weights`: Keras's own HDF5 weights file (model only, no
   optimizer or iterator state);
-- `save_hdf5, fsync off`: a diagnostic, `save_hdf5` with its fsyncs
-  turned off, to set the serializer's own cost against raw h5py's (this
-  is "an unsynced save");
+- `save_hdf5, fsync off`: a diagnostic, `save_hdf5` with its fsyncs and
+  its early writeback turned off, to set the serializer's own cost
+  against raw h5py's (this is "an unsynced save");
 - `save_hdf5, fsync off, no digests`: the same with the per-entry
   checksums' digest turned off (and `save_hdf5, no digests`, synced),
   and `checksums`: the digests of every entry alone, one after another
@@ -116,15 +118,22 @@ def _median_times(fns: dict, repeat: int, directory: str) -> dict[str, float]:
 
 @contextlib.contextmanager
 def _without_fsync():
-    """Diagnostic only: turns off the serializers' fsyncs."""
+    """Diagnostic only: turns off the serializers' fsyncs and early writeback.
+
+    What is left is a save with no durability at all: the data stays in
+    the page cache, as with `raw h5py`.
+    """
     from ktrainer.serializers import _atomic
 
     saved = _atomic._fsync_file, _atomic._fsync_directory
+    saved_threshold = _atomic.EarlyWriteback.THRESHOLD
     _atomic._fsync_file = _atomic._fsync_directory = lambda path: None
+    _atomic.EarlyWriteback.THRESHOLD = float("inf")
     try:
         yield
     finally:
         _atomic._fsync_file, _atomic._fsync_directory = saved
+        _atomic.EarlyWriteback.THRESHOLD = saved_threshold
 
 
 @contextlib.contextmanager

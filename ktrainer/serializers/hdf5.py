@@ -29,7 +29,7 @@ import numpy as np
 from h5py import h5s
 
 from ktrainer.serializers import _checksum
-from ktrainer.serializers._atomic import atomic_write
+from ktrainer.serializers._atomic import EarlyWriteback, atomic_write
 from ktrainer.serializers._base import Serializer
 from ktrainer.serializers._checker import checked_load
 from ktrainer.serializers._keras_state import serialize_object
@@ -78,18 +78,21 @@ class HDF5Serializer(Serializer):
         compression: int = 0,
         *,
         _digests: _checksum.Digester | None = None,
+        _writeback: EarlyWriteback | None = None,
     ) -> None:
         _check_group(group)
         self.group = group
         self.compression = _check_compression(compression)
         # Filled by `save_hdf5`, which writes the digests when the file is done.
         self._digests = _digests
+        self._writeback = _writeback
 
     def __getitem__(self, key: str) -> HDF5Serializer:
         return HDF5Serializer(
             self.group.require_group(key.strip("/")),
             self.compression,
             _digests=self._digests,
+            _writeback=self._writeback,
         )
 
     def __call__(self, key: str, value: Any) -> Any:
@@ -110,6 +113,8 @@ class HDF5Serializer(Serializer):
             raise
         if self._digests is not None:
             self._digests.add(dataset.name, stored)
+        if self._writeback is not None and isinstance(stored, np.ndarray):
+            self._writeback.wrote(stored.nbytes)
         return value
 
     def _create(self, name: str, stored: Any) -> h5py.Dataset:
@@ -353,7 +358,9 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
 
     The file is written next to `filename` under a temporary name, synced
     to disk and renamed over `filename`; if the save fails, an existing
-    file at `filename` is left as it was. A checksum of every entry is
+    file at `filename` is left as it was. The disk starts writing the data
+    while later entries are serialized (`EarlyWriteback`), so the final
+    sync waits for little. A checksum of every entry is
     stored with it (the dataset `.ktrainer_checksums`), which `load_hdf5`
     verifies.
 
@@ -375,7 +382,10 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
         atomic_write(filename) as temp,
         h5py.File(temp, "w", libver=("v108", "latest")) as f,
     ):
-        serializer = HDF5Serializer(f, compression, _digests=digests)
+        writeback = EarlyWriteback(temp)
+        serializer = HDF5Serializer(
+            f, compression, _digests=digests, _writeback=writeback
+        )
         try:
             if isinstance(obj, dict):
                 for key, value in obj.items():
@@ -384,6 +394,7 @@ def save_hdf5(filename: str | os.PathLike, obj: Any, compression: int = 0) -> No
                 serialize_object(obj, serializer)
         finally:
             digests.close()  # no thread outlives a failed save
+            writeback.close()
         _create_text(f, _checksum.CHECKSUMS_NAME, _checksum.encode(digests.result()))
         f.attrs[_checksum.CHECKSUMS_NAME] = _checksum.ALGORITHM
 

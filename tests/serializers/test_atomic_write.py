@@ -52,3 +52,59 @@ def test_failure_keeps_the_target_and_removes_the_temp_file(tmp_path, error):
 def test_missing_directory_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError), atomic_write(tmp_path / "no" / "file"):
         pass
+
+
+def test_a_save_starts_the_writeback_of_large_arrays_and_closes_its_fd(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    calls = []
+    real = os.posix_fadvise
+
+    def recording(fd, offset, length, advice):
+        calls.append(advice)
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", recording)
+    fds = len(os.listdir("/proc/self/fd"))
+
+    class State:
+        big = np.arange(3 << 20, dtype="float32")  # 12 MiB: one writeback
+        small = np.arange(4)
+
+        def serialize(self, serializer):
+            self.big = serializer("big", self.big)
+            self.small = serializer("small", self.small)
+
+    save_hdf5(tmp_path / "s.h5", State())
+    assert calls == [os.POSIX_FADV_DONTNEED]
+    assert len(os.listdir("/proc/self/fd")) == fds
+    target = State()
+    target.big, target.small = np.zeros_like(State.big), np.zeros(4, "int64")
+    load_hdf5(tmp_path / "s.h5", target)
+    np.testing.assert_array_equal(target.big, State.big)
+
+
+def test_a_save_works_without_posix_fadvise(tmp_path, monkeypatch):
+    import numpy as np
+
+    from ktrainer.serializers import load_hdf5, save_hdf5
+
+    monkeypatch.delattr(os, "posix_fadvise", raising=False)
+    values = {"big": np.ones(2 << 20, "float32")}
+    save_hdf5(tmp_path / "s.h5", values)
+
+    class Target:
+        big = np.zeros(2 << 20, "float32")
+
+        def serialize(self, serializer):
+            self.big = serializer("big", self.big)
+
+    target = Target()
+    load_hdf5(tmp_path / "s.h5", target)
+    assert target.big.sum() == 2 << 20
