@@ -22,6 +22,19 @@ def metric_reset_values(model) -> list:
     ]
 
 
+def float_weights(model) -> list:
+    """The floating-point weights a step checks for NaN and Inf.
+
+    Trainable then non-trainable, in the order of `model.weights`; the
+    seed generators' integer states are left out.
+    """
+    return [
+        v
+        for v in [*model.trainable_variables, *model.non_trainable_variables]
+        if keras.backend.is_float_dtype(v.dtype)
+    ]
+
+
 def require_built(model, data) -> None:
     """Builds the model, its compiled loss/metrics and optimizer from a batch.
 

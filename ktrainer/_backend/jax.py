@@ -6,11 +6,11 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
-import keras
 import numpy
 from keras import StatelessScope
 
 from ktrainer._backend._common import (
+    float_weights,
     is_array,
     metric_reset_values,
     minimize_variables,
@@ -99,9 +99,10 @@ class TrainStep:
         self._eager = loss_fn is None and (model.run_eagerly or not model.jit_compile)
         self._jitted = fn if self._eager else jax.jit(fn, donate_argnums=0)
         self._many = None  # the jitted scan of `run_many`, built on first use
-        self._watched = None  # True: the step returns float weights' flags
-        self._positions = None  # their places among (trainable, non-trainable)
-        self._flags = None  # those flags after the latest step, if still true
+        self._watch = False  # the step returns the float weights' flags
+        self._watched = None  # those weights, and their places in the state
+        self._positions = None
+        self._flags = None  # the flags after the latest step, if still true
 
     def _variables(self):
         # Fixed once the model and optimizer are built; Keras recomputes
@@ -152,23 +153,16 @@ class TrainStep:
 
     def _flagged_step(self, state, metrics_init, data):
         logs, state = self._compiled_step(state, metrics_init, data)
-        weights = [*state[0], *state[1]]
-        flags = [jnp.all(jnp.isfinite(weights[i])) for i in self._watched_positions()]
+        arrays = [*state[0], *state[1]]
+        flags = [jnp.all(jnp.isfinite(arrays[i])) for i in self._positions]
         return logs, state, jnp.stack(flags) if flags else jnp.zeros((0,), bool)
 
-    def _watched_positions(self):
-        # Fixed once built, like the variable groups.
-        positions = self._positions
-        if positions is None:
-            trainable, non_trainable, _ = self._variables()
-            positions = [
-                i
-                for i, v in enumerate([*trainable, *non_trainable])
-                if keras.backend.is_float_dtype(v.dtype)
-            ]
-            if self._built:
-                self._positions = positions
-        return positions
+    def _resolve_watched(self) -> None:
+        # Once built: the weights exist and the variable groups are fixed.
+        trainable, non_trainable, _ = self._variables()
+        place = {id(v): i for i, v in enumerate([*trainable, *non_trainable])}
+        self._watched = float_weights(self.model)
+        self._positions = [place[id(v)] for v in self._watched]
 
     def watch_finite(self) -> bool:
         """Makes each step also return whether each float weight is finite.
@@ -178,9 +172,11 @@ class TrainStep:
         """
         if self._eager or self._loss_fn is not None:
             return False
-        if self._watched is None:
-            self._watched = True  # the positions are taken once built
+        if not self._watch:
+            self._watch = True
             self._jitted = jax.jit(self._flagged_step, donate_argnums=0)
+            if self._built:
+                self._resolve_watched()
         return True
 
     def finite_flags(self):
@@ -191,9 +187,7 @@ class TrainStep:
         """
         if self._flags is None:
             return None
-        trainable, non_trainable, _ = self._variables()
-        weights = [*trainable, *non_trainable]
-        return [weights[i] for i in self._watched_positions()], self._flags
+        return self._watched, self._flags
 
     def __call__(self, data):
         if not self._built:
@@ -203,9 +197,11 @@ class TrainStep:
             elif not self.optimizer.built:
                 self.optimizer.build(self.model.trainable_variables)
             self._built = True
+            if self._watch:
+                self._resolve_watched()
         out = self._jitted(self._take_state(), self._metrics_init, data)
         self._keep_state(out[1])
-        if self._watched is not None:
+        if self._watch:
             self._flags = out[2]
         return out[0]
 

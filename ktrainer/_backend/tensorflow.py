@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 
-import keras
 import numpy
 import tensorflow as tf
 
 from ktrainer._backend._common import (
+    float_weights,
     metric_reset_values,
     minimize_variables,
     require_built,
@@ -90,8 +90,9 @@ class TrainStep:
         self._fn = None
         self._many = None  # the tf.function of `run_many`, built on first use
         self._metrics_init = None
-        self._watched = None  # float weights whose flags each step returns
-        self._flags = None  # those flags after the latest step, if still true
+        self._watch = False  # each step returns the float weights' flags
+        self._watched = None  # those weights, taken when the step is built
+        self._flags = None  # the flags after the latest step, if still true
 
     def _build(self, data):
         model = self.model
@@ -101,7 +102,7 @@ class TrainStep:
             metric_vars = list(model.metrics_variables)
             inits = self._metrics_init
 
-            watched = self._watched
+            watched = self._watched = float_weights(model) if self._watch else None
 
             def step(data):
                 for variable, init in zip(metric_vars, inits):
@@ -141,13 +142,8 @@ class TrainStep:
         """
         if self._loss_fn is not None:
             return False
-        if self._watched is None:
-            model = self.model
-            self._watched = [
-                v
-                for v in [*model.trainable_variables, *model.non_trainable_variables]
-                if keras.backend.is_float_dtype(v.dtype)
-            ]
+        if not self._watch:
+            self._watch = True
             self._fn = None  # traced again, with the flags
         return True
 
@@ -163,10 +159,6 @@ class TrainStep:
 
     def __call__(self, data):
         if self._fn is None:
-            if self._watched is not None and not self.model.built:
-                self._watched = None  # the weights exist once built
-                require_built(self.model, data)
-                self.watch_finite()
             self._fn = self._build(data)
             self._concrete = {}
         if not isinstance(self._fn, tf.types.experimental.PolymorphicFunction):

@@ -8,6 +8,7 @@ import numpy
 import torch
 
 from ktrainer._backend._common import (
+    float_weights,
     is_array,
     metric_reset_values,
     minimize_variables,
@@ -53,6 +54,8 @@ def finite_flags(tensors):
     The max-abs norm of each tensor (one fused `_foreach_norm` kernel) is
     infinite or NaN exactly when the tensor holds a non-finite value.
     """
+    if not tensors:
+        return torch.zeros(0, dtype=torch.bool)
     with torch.no_grad():
         norms = torch._foreach_norm([t.detach() for t in tensors], float("inf"))
         return torch.stack(norms).isfinite()
@@ -91,8 +94,9 @@ class TrainStep:
         self._built = False
         self._metric_pairs = []
         self._train_step = None
-        self._watched = None  # True: each step checks the float weights
-        self._flags = None  # those flags after the latest step, if still true
+        self._watch = False  # each step checks the float weights
+        self._watched = None  # those weights, taken once built
+        self._flags = None  # the flags after the latest step, if still true
 
     def watch_finite(self) -> bool:
         """Makes each step also check whether each float weight is finite.
@@ -102,16 +106,10 @@ class TrainStep:
         """
         if self._loss_fn is not None:
             return False
-        self._watched = True
+        self._watch = True
+        if self._built:
+            self._watched = float_weights(self.model)
         return True
-
-    def _watched_weights(self) -> list:
-        model = self.model
-        return [
-            v
-            for v in [*model.trainable_variables, *model.non_trainable_variables]
-            if v.dtype.startswith(("float", "bfloat"))
-        ]
 
     def finite_flags(self):
         """`(weights, flags)` of the latest step, or `None` if stale.
@@ -121,7 +119,7 @@ class TrainStep:
         """
         if self._flags is None:
             return None
-        return self._flags
+        return self._watched, self._flags
 
     def _build(self, data) -> None:
         if self._loss_fn is None:
@@ -137,6 +135,8 @@ class TrainStep:
         elif not self.optimizer.built:
             self.optimizer.build(self.model.trainable_variables)
         self._built = True
+        if self._watch:
+            self._watched = float_weights(self.model)
 
     def __call__(self, data):
         data = _to_tensors(data)
@@ -152,11 +152,8 @@ class TrainStep:
             for value, init in self._metric_pairs:
                 value.copy_(init)
         logs = self._train_step(data)
-        if self._watched is not None:
-            if self._watched is True:
-                self._watched = self._watched_weights()
-            flags = finite_flags([v.value for v in self._watched])
-            self._flags = (self._watched, flags) if self._watched else None
+        if self._watch:
+            self._flags = finite_flags([v.value for v in self._watched])
         return logs
 
     def _custom_step(self, data):

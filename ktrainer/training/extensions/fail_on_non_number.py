@@ -65,7 +65,7 @@ class FailOnNonNumber(extension.Extension):
             )
         self._raise_error = raise_error
         self._warned = False
-        self._pending = None  # (first iteration, iteration, [(weights, flags)])
+        self._pending = None  # (first iteration, iteration, groups: see _flags)
         self._weights = None  # (model ids, weights), built once
         self._checked = None  # the iteration of the previous call
         self._in_step = False  # the updater's steps check the weights
@@ -93,25 +93,26 @@ class FailOnNonNumber(extension.Extension):
             self._resolve(*pending)
 
     def _flags(self, trainer) -> list:
-        """`[(named weights, device flags)]` for the weights after this step."""
+        """`[(model names, weights, device flags)]` for the weights now.
+
+        `model names` is one name for all the weights, or a name per
+        weight; names are looked at only when a weight is not finite.
+        """
         updater = trainer.updater
         if self._in_step:
             found = updater.finite_weight_flags()
             if found is not None:
-                return [
-                    ([(name, v) for v in weights], flags)
-                    for name, weights, flags in found
-                    if weights
-                ]
+                return found
             updater.sync_model_state()  # model_state is 'none': read them now
         models = updater.get_all_models()
         key = tuple(id(model) for model in models.values())
         if self._weights is None or self._weights[0] != key:
-            self._weights = (key, _float_weights(models))
-        named = self._weights[1]
-        if not named:
+            named = _float_weights(models)
+            self._weights = (key, [n for n, _ in named], [v for _, v in named])
+        _, names, weights = self._weights
+        if not weights:
             return []
-        return [(named, _backend.finite_flags([v.value for _, v in named]))]
+        return [(names, weights, _backend.finite_flags([v.value for v in weights]))]
 
     def iterations_until_fire(self, trainer) -> float:
         """A fused run may go on: non-finite weights stay non-finite."""
@@ -127,10 +128,12 @@ class FailOnNonNumber(extension.Extension):
             self._resolve(*pending)
 
     def _resolve(self, first: int, iteration: int, groups: list) -> None:
-        for named, flags in groups:
+        for names, weights, flags in groups:
             finite = np.asarray(_backend.host_view(flags))
             if not finite.all():
-                self._fail(first, iteration, *named[int(np.argmin(finite))])
+                bad = int(np.argmin(finite))
+                name = names if isinstance(names, str) else names[bad]
+                self._fail(first, iteration, name, weights[bad])
                 return
 
     def _fail(self, first: int, iteration: int, name: str, variable) -> None:

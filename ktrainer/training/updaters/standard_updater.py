@@ -455,9 +455,8 @@ class StandardUpdater(Updater):
             _check_batch(in_arrays)
             model, optimizer = self.get_model(name), self._optimizers[name]
             step = self._steps[name] = distribute.make_train_step(model, optimizer)
-            watch = getattr(step, "watch_finite", None)
-            if self._watch_finite and watch is not None:
-                watch()
+            if self._watch_finite:
+                _watch_finite(step)
         with _backend.device_scope(self._device_name):
             result = step(_as_keras_data(in_arrays))
         keys = self._report_keys.get(name)
@@ -504,9 +503,7 @@ class StandardUpdater(Updater):
             return False
         self._watch_finite = True
         for step in self._steps.values():
-            watch = getattr(step, "watch_finite", None)
-            if watch is not None:
-                watch()
+            _watch_finite(step)
         return True
 
     def finite_weight_flags(self) -> list | None:
@@ -540,6 +537,13 @@ class StandardUpdater(Updater):
             serialize_object(model, serializer["model:" + name])
         self.iteration = serializer("iteration", self.iteration)
         _backend.serialize_rng_state(serializer)
+
+
+def _watch_finite(step) -> None:
+    # Data-parallel steps have no in-step check: their flags stay unknown.
+    watch = getattr(step, "watch_finite", None)
+    if watch is not None:
+        watch()
 
 
 def _lookup(table: dict, name: str, what: str):
