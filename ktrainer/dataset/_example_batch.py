@@ -111,3 +111,20 @@ def make_gather(dataset: Any) -> Callable[[np.ndarray], list]:
         arrays = dataset.datasets
         return lambda indices: ExampleBatch(tuple(a[indices] for a in arrays))
     return _gather_examples(dataset)
+
+
+def make_stack(dataset: Any) -> Callable[[np.ndarray], Any] | None:
+    """Returns a function from indices to the stacked batch, or `None`.
+
+    What `concat_examples` would return for the `ExampleBatch` of
+    `make_gather`, without building its list of examples: a batch's
+    consumer that only wants the arrays (`StandardUpdater` with the
+    default converter) skips that per-example work. `None` for datasets
+    that are read example by example.
+    """
+    if isinstance(dataset, np.ndarray):
+        return lambda indices: dataset[indices]
+    if is_stackable(dataset):
+        arrays = dataset.datasets
+        return lambda indices: tuple(a[indices] for a in arrays)
+    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ktrainer.dataset._example_batch import make_gather
+from ktrainer.dataset._example_batch import make_gather, make_stack
 from ktrainer.dataset.iterator import Iterator
 from ktrainer.iterators._order_samplers import ShuffleOrderSampler
 from ktrainer.iterators._statemachine import (
@@ -86,6 +86,7 @@ class EpochIterator(Iterator):
         self._shuffle = shuffle
         self.order_sampler = _resolve_order_sampler(shuffle, order_sampler)
         self._gather = make_gather(dataset)
+        self._stack = make_stack(dataset)  # None: no stacked fast path
         self.reset()
 
     def reset(self) -> None:

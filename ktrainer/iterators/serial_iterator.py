@@ -60,6 +60,9 @@ class SerialIterator(EpochIterator):
         super().__init__(dataset, batch_size, repeat, shuffle, order_sampler)
 
     def __next__(self) -> list:
+        return self._gather(self._next_indices())
+
+    def _next_indices(self):
         self._previous_epoch_detail = self.epoch_detail
         self._state, indices = advance(
             self._state,
@@ -70,4 +73,28 @@ class SerialIterator(EpochIterator):
         )
         if indices is None:
             raise StopIteration
-        return self._gather(indices)
+        return indices
+
+    def next_stacked(self):
+        """The next batch as `concat_examples(next(self))` would return it.
+
+        Advances exactly as `next` does, but returns the stacked arrays
+        without building the list of examples. `StandardUpdater` uses it
+        with its default converter; it is only defined for what
+        `concat_examples` stacks without copying (`stackable`).
+
+        Raises:
+            StopIteration: as `next` does.
+            TypeError: if the dataset is read example by example.
+        """
+        if self._stack is None:
+            raise TypeError(
+                "next_stacked() needs a numpy array or a TupleDataset of "
+                f"numpy arrays as dataset. Received: {type(self.dataset).__name__}"
+            )
+        return self._stack(self._next_indices())
+
+    @property
+    def stackable(self) -> bool:
+        """Whether `next_stacked()` works: the dataset is gathered by index."""
+        return self._stack is not None

@@ -113,3 +113,38 @@ def test_trainer_epochs_follow_an_order_longer_than_the_dataset(tmp_out):
     assert updater.iteration == 6
     log = trainer.get_extension("LogReport").log
     assert [(e["epoch"], e["iteration"]) for e in log] == [(1, 3), (2, 6)]
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_next_stacked_matches_concat_of_next_across_epochs(repeat):
+    x, y = _arrays(10)
+    listed = SerialIterator(TupleDataset(x, y), 4, repeat, order_sampler=_sampler())
+    stacked = SerialIterator(TupleDataset(x, y), 4, repeat, order_sampler=_sampler())
+    assert stacked.stackable
+    for _ in range(7 if repeat else 3):  # batches span epoch ends
+        want = concat_examples(next(listed))
+        got = stacked.next_stacked()
+        assert isinstance(got, tuple)
+        assert len(got) == 2
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        for attr in ("epoch", "is_new_epoch", "epoch_detail", "previous_epoch_detail"):
+            assert getattr(stacked, attr) == getattr(listed, attr)
+    if not repeat:
+        with pytest.raises(StopIteration):
+            stacked.next_stacked()
+
+
+def test_next_stacked_of_an_array_dataset_is_one_array():
+    x, _ = _arrays()
+    iterator = SerialIterator(x, 5, shuffle=False)
+    np.testing.assert_array_equal(iterator.next_stacked(), x[:5])
+
+
+def test_next_stacked_refuses_a_dataset_read_example_by_example():
+    x, y = _arrays()
+    iterator = SerialIterator(list(zip(x, y)), 4)
+    assert not iterator.stackable
+    with pytest.raises(TypeError, match=r"next_stacked.*list"):
+        iterator.next_stacked()
+    assert iterator.current_position == 0  # nothing consumed

@@ -53,8 +53,12 @@ class IntervalTrigger:
     def __call__(self, trainer: Any) -> bool:
         """Returns whether a multiple of `period` was crossed since last call."""
         updater = trainer.updater
+        iteration = updater.iteration
+        # Read once: every trigger is called every iteration.
+        epoch_detail = getattr(updater, "epoch_detail", None)
         if self.unit == "epoch":
-            epoch_detail = updater.epoch_detail
+            if epoch_detail is None:
+                epoch_detail = updater.epoch_detail  # the updater's own error
             previous = self._previous_epoch_detail
             if previous < 0:
                 previous = updater.previous_epoch_detail
@@ -63,15 +67,14 @@ class IntervalTrigger:
             self.count = epoch_detail // self.period
             fire = previous // self.period != epoch_detail // self.period
         else:
-            iteration = updater.iteration
             previous = self._previous_iteration
             if previous < 0:
                 previous = iteration - 1
             fire = previous // self.period != iteration // self.period
 
-        self._previous_iteration = updater.iteration
-        if hasattr(updater, "epoch_detail"):
-            self._previous_epoch_detail = updater.epoch_detail
+        self._previous_iteration = iteration
+        if epoch_detail is not None:
+            self._previous_epoch_detail = epoch_detail
         return fire
 
     def iterations_until_fire(self, trainer: Any) -> int | None:

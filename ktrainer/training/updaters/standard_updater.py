@@ -13,8 +13,9 @@ import numpy
 from ktrainer import _backend
 from ktrainer import reporter as reporter_module
 from ktrainer._backend import distribute
-from ktrainer.dataset.convert import concat_examples, parse_device
+from ktrainer.dataset.convert import concat_examples, parse_device, to_device
 from ktrainer.dataset.data_source_iterator import as_iterator
+from ktrainer.iterators.serial_iterator import SerialIterator
 from ktrainer.training._fusion import FusedValues
 from ktrainer.training.updater import Updater
 
@@ -241,8 +242,7 @@ class StandardUpdater(Updater):
 
     def update_core(self) -> None:
         """Steps the `'main'` model on the next batch of the `'main'` iterator."""
-        batch = next(self._iterators["main"])
-        in_arrays = self.converter(batch, self.device)
+        in_arrays = self._next_arrays(self._iterators["main"])
         if self.loss_func is None:
             self.step("main", in_arrays)
             return
@@ -251,6 +251,22 @@ class StandardUpdater(Updater):
         if "main/loss" not in observations:
             observations = {**observations, "main/loss": loss}
         reporter_module.report(observations)
+
+    def _next_arrays(self, iterator):
+        """`converter(next(iterator), device)`, without the list when unseen.
+
+        With the default converter and a `SerialIterator` over numpy
+        arrays, the list of examples would be built only to be stacked
+        back: take the stacked arrays directly (the same arrays, and the
+        iterator advances the same way).
+        """
+        if (
+            self.converter is concat_examples
+            and type(iterator).__next__ is SerialIterator.__next__
+            and iterator.stackable
+        ):
+            return to_device(self.device, iterator.next_stacked())
+        return self.converter(next(iterator), self.device)
 
     def update_many(self, steps: int) -> None:
         """Runs `steps` iterations at once: a fused run (`max_fused_steps`).
@@ -288,7 +304,7 @@ class StandardUpdater(Updater):
         batches = []
         try:
             for _ in range(steps):
-                batches.append(self.converter(next(iterator), self.device))
+                batches.append(self._next_arrays(iterator))
         except StopIteration:
             if not batches:
                 raise

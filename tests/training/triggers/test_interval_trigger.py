@@ -205,3 +205,21 @@ BAD_ARGS = [
 def test_bad_arguments_raise_naming_the_argument(args, error, match):
     with pytest.raises(error, match=re.escape(match)):
         triggers.IntervalTrigger(*args)
+
+
+def test_an_updater_without_epoch_detail_counts_iterations_only():
+    class Counting:
+        iteration = 0
+
+    class Holder:
+        updater = Counting()
+
+    holder = Holder()
+    trigger = triggers.IntervalTrigger(2, "iteration")
+    fired = []
+    for _ in range(4):
+        holder.updater.iteration += 1
+        fired.append(trigger(holder))
+    assert fired == [False, True, False, True]
+    with pytest.raises(AttributeError, match="epoch_detail"):
+        triggers.IntervalTrigger(1, "epoch")(holder)

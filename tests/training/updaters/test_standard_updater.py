@@ -344,3 +344,46 @@ def test_the_step_honours_run_eagerly_as_fit_does(run_eagerly, backend_name):
         assert _CountingLayer.calls >= 6
     else:
         assert _CountingLayer.calls <= 3  # built, traced, then compiled
+
+
+def _stacked_run(iterator_cls, converter=None, iterations=5):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).normal(size=(24, 8)).astype("float32")
+    y = (np.arange(24) % 3).astype("int32")
+    model = make_classifier(n_in=8)
+    iterator = iterator_cls(ktrainer.dataset.TupleDataset(x, y), 5)
+    kwargs = {} if converter is None else {"converter": converter}
+    updater = StandardUpdater(iterator, model, **kwargs)
+    for _ in range(iterations):
+        updater.update()
+    return [keras.ops.convert_to_numpy(w) for w in model.weights], iterator
+
+
+def test_default_converter_path_trains_as_the_example_list_does():
+    # The default converter takes the iterator's stacked arrays directly;
+    # a converter of our own gets the list of examples, as in Chainer.
+    seen = []
+
+    def listing(batch, device=None):
+        seen.append(type(batch))
+        return ktrainer.dataset.concat_examples(batch, device)
+
+    fast, _ = _stacked_run(SerialIterator)
+    slow, _ = _stacked_run(SerialIterator, converter=listing)
+    assert seen
+    assert all(issubclass(t, list) for t in seen)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_iterator_subclass_with_its_own_next_is_called():
+    class Counting(SerialIterator):
+        calls = 0
+
+        def __next__(self):
+            Counting.calls += 1
+            return super().__next__()
+
+    _, iterator = _stacked_run(Counting, iterations=3)
+    assert Counting.calls == 3
+    assert iterator.current_position == 15 % 24
