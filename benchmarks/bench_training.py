@@ -101,8 +101,11 @@ def bench_fit(n_in, width, batch, n, epochs, steps_per_execution=1) -> list[floa
     return _epoch_rates(marks, n // batch)
 
 
-def bench_tight(n_in, width, batch, n, epochs) -> list[float]:
-    """Steps/s of each epoch of the tightest hand-written loop after the first."""
+def bench_tight(n_in, width, batch, n, epochs, stress=False) -> list[float]:
+    """Steps/s of each epoch of the tightest hand-written loop after the first.
+
+    With `stress`, the loop also does the stress extension's work itself.
+    """
     import keras
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +114,7 @@ def bench_tight(n_in, width, batch, n, epochs) -> list[float]:
     keras.utils.set_random_seed(0)
     x, y = _data(n, n_in)
     model = _build_model(n_in, width)
-    marks = _tight_loops.run(model, x, y, batch, epochs + 1)
+    marks = _tight_loops.run(model, x, y, batch, epochs + 1, stress=stress)
     return _epoch_rates(marks, n // batch)
 
 
@@ -188,7 +191,11 @@ def run_backend(workloads, epochs, repeat) -> list[dict]:
     import keras
 
     rows = []
-    loops = {"fit": bench_fit, "tight": bench_tight}
+    loops = {
+        "fit": bench_fit,
+        "tight": bench_tight,
+        "tight + stress work": lambda *args: bench_tight(*args, stress=True),
+    }
     if keras.config.backend() != "torch":  # torch's fit takes only 1
         loops["fit steps_per_execution=32"] = lambda *args: bench_fit(
             *args, steps_per_execution=32
