@@ -183,7 +183,8 @@ class TrainStep:
         """`(weights, flags)` of the latest step, or `None` if stale.
 
         `None` before the first step, after a fused run and once the
-        variables may have been written (a sync or `model_state_written`).
+        variables may have been written (`model_state_written`); a sync
+        alone, for a reader, leaves them valid.
         """
         if self._flags is None:
             return None
@@ -234,7 +235,7 @@ class TrainStep:
                     values[i] = _copy(current)  # see __call__
 
     def sync(self) -> None:
-        self._flags = None  # whoever syncs may write the variables next
+        # The flags stay valid: a writer calls `model_state_written` after.
         if self._state is not None and self._check_writes:
             # Writes since the last sync win over the arrays held here.
             self._collect_writes(self._state)

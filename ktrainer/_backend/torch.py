@@ -115,7 +115,8 @@ class TrainStep:
         """`(weights, flags)` of the latest step, or `None` if stale.
 
         `None` before the first step, after a fused run and once the
-        variables may have been written (a sync or `model_state_written`).
+        variables may have been written (`model_state_written`); a sync
+        alone, for a reader, leaves them valid.
         """
         if self._flags is None:
             return None
@@ -194,10 +195,9 @@ class TrainStep:
     def sync(self) -> None:
         """Torch steps update the variables in place: nothing to write.
 
-        Whoever syncs may write the variables next, so the latest step's
-        finite flags are no longer known to hold.
+        The latest step's finite flags stay valid: whoever writes the
+        variables afterwards calls `model_state_written`.
         """
-        self._flags = None
 
     def model_state_written(self) -> None:
         """The step reads the variables itself; only the flags go stale."""

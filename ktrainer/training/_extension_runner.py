@@ -50,9 +50,11 @@ def _plan(entries: list, sync, written) -> list:
         access = entry.model_state = model_state_of(entry.extension)
         # Updaters without a cheap write hook sync before writers too.
         before = sync if access != "none" and sync is not None else None
-        after = None
+        # Whatever may have assigned variables says so afterwards, so that
+        # a sync alone (for a reader) leaves the step's results valid.
+        after = written if access in ("write", "read_write") else None
         if access == "write" and written is not None:
-            before, after = None, written
+            before = None
         plan.append((entry, before, after))
     return plan
 

@@ -55,10 +55,13 @@ class Updater:
     def model_state_written(self) -> None:
         """Tells the updater that model or optimizer variables were assigned.
 
-        Called after an extension that only writes variables (its
-        `model_state` is `'write'`, e.g. a learning-rate shift) in place
-        of a full `sync_model_state()` before it: the next step takes the
-        new values of exactly the variables that changed.
+        The trainer calls it after every extension that may assign
+        variables (its `model_state` is `'write'` or `'read_write'`); for
+        one that only writes (`'write'`, e.g. a learning-rate shift) it
+        replaces the `sync_model_state()` before it. The next step takes
+        the new values of exactly the variables that changed, and results
+        of the latest step that describe the variables (the finite flags
+        of `FailOnNonNumber`'s in-step check) are no longer trusted.
         """
 
     @contextlib.contextmanager

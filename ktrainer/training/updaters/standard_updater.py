@@ -528,8 +528,9 @@ class StandardUpdater(Updater):
         `flags` is a device bool vector, one flag per weight, true where
         that weight was all finite after the step. `None` when any model's
         flags are unknown: before its first step, after a fused call, or
-        once the variables may have been written since the step (after a
-        sync or `model_state_written()`); then read the weights instead.
+        once the variables may have been written since the step
+        (`model_state_written()`, which the trainer calls after every
+        extension that may assign them); then read the weights instead.
         """
         found = []
         for name in self._models:

@@ -129,6 +129,33 @@ def test_the_check_inside_the_step_flags_each_float_weight(tmp_out):
     assert name == "main"
     assert [w.path for w in weights] == [w.path for w in model.weights]
     assert np.asarray(keras.ops.convert_to_numpy(flags)).tolist() == [True] * 4
-    # Once the state may have been written, the step's flags are stale.
+    # A sync for a reader leaves them valid; a write makes them stale.
     trainer.updater.sync_model_state()
+    assert trainer.updater.finite_weight_flags() is not None
+    trainer.updater.model_state_written()
     assert trainer.updater.finite_weight_flags() is None
+
+
+@pytest.mark.parametrize(
+    ("access", "stale"), [("read", False), ("read_write", True), ("write", True)]
+)
+def test_only_extensions_that_may_write_make_the_in_step_flags_stale(
+    tmp_out, access, stale
+):
+    trainer, _ = _diverging_trainer(3, tmp_out, FailOnNonNumber(), poison_batch=3)
+    seen = []
+
+    def touch(t):
+        pass
+
+    touch.model_state = access
+
+    def look(t):
+        seen.append(t.updater.finite_weight_flags())
+
+    look.model_state = "none"
+    trainer.extend(touch, priority=200)
+    trainer.extend(look, priority=150)
+    trainer.run()
+    assert len(seen) == 3
+    assert all((found is None) == stale for found in seen)
