@@ -345,16 +345,21 @@ class Summary:
                 shape ().
             TypeError: if `value` or `weight` is not numeric.
         """
+        if not (_is_host_scalar(value) and _is_host_scalar(weight)):
+            _check_scalar(value, "value")
+            _check_scalar(weight, "weight")
+        self._add_checked(value, weight)
+
+    def _add_checked(self, value: Any, weight: Any) -> None:
+        """`add` for a value and weight already known to be scalars."""
         if _is_host_scalar(value) and _is_host_scalar(weight):
             value, weight = float(value), float(weight)
             self._x += weight * value
             self._x2 += weight * value * value
             self._n += weight
             return
-        _check_scalar(value, "value")
-        _check_scalar(weight, "weight")
         self._values.append(_snapshot(value))
-        self._weights.append(_snapshot(weight))
+        self._weights.append(weight if type(weight) is int else _snapshot(weight))
         if len(self._values) >= self.fold_every:
             self._fold()
 
@@ -483,8 +488,8 @@ class DictSummary:
                         f"the weight of {key!r} must be a scalar. "
                         f"Received: weight={weight!r}"
                     )
-            if _is_scalar(value):
-                summaries[key].add(value, weight)
+            if _is_scalar(value):  # checked once, here, on the hot path
+                summaries[key]._add_checked(value, weight)
 
     def add_stacked(self, d: Mapping[str, Any]) -> None:
         """Adds a fused run's values: each entry holds one value per iteration.
