@@ -257,7 +257,7 @@ def _steps_per_epoch(updater) -> int | None:
     batch_size = getattr(iterator, "batch_size", None)
     # An epoch is one pass over the iterator's order, which an order sampler
     # may make longer or shorter than the dataset.
-    size = getattr(iterator, "_epoch_size", None)
+    size = getattr(iterator, "epoch_size", None)
     if size is None:
         try:
             size = len(iterator.dataset)

@@ -116,7 +116,7 @@ class EpochIterator(Iterator):
 
     @property
     def epoch_detail(self) -> float:
-        size = self._epoch_size
+        size = self.epoch_size
         if size == 0:
             return float(self.epoch)
         return self.epoch + self.current_position / size
@@ -132,7 +132,13 @@ class EpochIterator(Iterator):
         return self._repeat
 
     @property
-    def _epoch_size(self) -> int:
+    def epoch_size(self) -> int:
+        """Examples in one epoch: the length of the epoch's order.
+
+        The dataset's length, unless an order sampler draws a longer or
+        shorter order (over- or under-sampling): as in Chainer, an epoch
+        is one pass over the order. Triggers and progress reports read it.
+        """
         order = self._state.order
         return len(self.dataset) if order is None else len(order)
 
@@ -153,7 +159,7 @@ class EpochIterator(Iterator):
         from ktrainer._backend import distribute
         from ktrainer.serializers import Deserializer
 
-        size, processes = self._epoch_size, distribute.process_count()
+        size, processes = self.epoch_size, distribute.process_count()
         loading = isinstance(serializer, Deserializer)
         current_position = serializer("current_position", self.current_position)
         epoch = serializer("epoch", self.epoch)

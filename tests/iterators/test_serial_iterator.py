@@ -148,3 +148,17 @@ def test_next_stacked_refuses_a_dataset_read_example_by_example():
     with pytest.raises(TypeError, match=r"next_stacked.*list"):
         iterator.next_stacked()
     assert iterator.current_position == 0  # nothing consumed
+
+
+def test_epoch_size_is_the_length_of_the_order():
+    x, y = _arrays(10)
+    assert SerialIterator(TupleDataset(x, y), 4).epoch_size == 10
+
+    def twice(order, position):
+        return np.concatenate([np.arange(10), np.arange(10)])
+
+    oversampled = SerialIterator(TupleDataset(x, y), 4, order_sampler=twice)
+    assert oversampled.epoch_size == 20
+    for _ in range(5):
+        next(oversampled)
+    assert oversampled.epoch == 1  # 20 examples made the epoch

@@ -123,7 +123,7 @@ def epoch_progress(updater: Any) -> tuple[float, int] | None:
         return None
     batch_size = getattr(iterator, "batch_size", None)
     position = getattr(iterator, "current_position", None)
-    size = getattr(iterator, "_epoch_size", None)
+    size = getattr(iterator, "epoch_size", None)
     if not (isinstance(batch_size, int) and isinstance(position, int)):
         return None
     if not isinstance(size, int) or size <= 0:
