@@ -105,11 +105,9 @@ def make_gather(dataset: Any) -> Callable[[np.ndarray], list]:
     with one fancy index per array; any other dataset is read one example
     at a time, as Chainer does.
     """
-    if isinstance(dataset, np.ndarray):
-        return lambda indices: ExampleBatch(dataset[indices])
-    if is_stackable(dataset):
-        arrays = dataset.datasets
-        return lambda indices: ExampleBatch(tuple(a[indices] for a in arrays))
+    stack = make_stack(dataset)
+    if stack is not None:
+        return lambda indices: ExampleBatch(stack(indices))
     return _gather_examples(dataset)
 
 
