@@ -46,7 +46,10 @@ def finite_flags(tensors):
 
     Dispatched asynchronously; nothing waits until the result is read.
     """
-    return _finite_flags(list(tensors))
+    tensors = list(tensors)
+    if not tensors:
+        return jnp.zeros((0,), bool)
+    return _finite_flags(tensors)
 
 
 def device_scope(name):

@@ -51,14 +51,25 @@ def sync_fit_state(model) -> None:
 def finite_flags(tensors):
     """One on-device check of which tensors are finite (a bool vector).
 
-    The max-abs norm of each tensor (one fused `_foreach_norm` kernel) is
-    infinite or NaN exactly when the tensor holds a non-finite value.
+    A tensor is finite exactly when its minimum and maximum are (both
+    propagate NaN). One `aminmax` pass per tensor costs a sixth of an
+    infinity norm on the CPU (`_foreach_norm` falls back to a slow path
+    there): ~65 µs against ~420 µs for the small benchmark MLP's weights,
+    which the watched step pays every iteration. An empty tensor is
+    finite.
     """
     if not tensors:
         return torch.zeros(0, dtype=torch.bool)
+    bounds = []
     with torch.no_grad():
-        norms = torch._foreach_norm([t.detach() for t in tensors], float("inf"))
-        return torch.stack(norms).isfinite()
+        for tensor in tensors:
+            tensor = tensor.detach()
+            if tensor.numel():
+                bounds.extend(torch.aminmax(tensor))
+            else:
+                bounds.extend(tensor.new_zeros((2,)))
+        # `stack` promotes mixed float dtypes (to float64 at most): exact.
+        return torch.stack(bounds).isfinite().view(-1, 2).all(dim=1)
 
 
 def device_scope(name):
@@ -69,7 +80,54 @@ def device_scope(name):
     return keras.device(name)
 
 
+# Numpy dtypes Keras hands to `torch.as_tensor` unchanged (it converts
+# uint32 and bfloat16 arrays first; those take the general path).
+_AS_IS = frozenset(
+    numpy.dtype(name)
+    for name in (
+        "bool",
+        "uint8",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+)
+
+
+def _keras_device_getter():
+    # Keras's current torch device (honours `keras.device` scopes); it has
+    # no public getter, so fall back to the general path without it.
+    try:
+        from keras.src.backend.torch.core import get_device
+    except ImportError:  # pragma: no cover - another Keras layout
+        return None
+    return get_device
+
+
+_current_device = _keras_device_getter()
+
+
 def _to_tensors(data, only=None):
+    """`data` with its arrays as torch tensors on Keras's current device.
+
+    A tuple of numpy arrays (what the default converter gives) takes a
+    direct `torch.as_tensor`, with the result `keras.ops.convert_to_tensor`
+    gives: ~8 µs for an `(x, y)` batch instead of ~70 µs.
+    """
+    if (
+        only is None
+        and type(data) is tuple
+        and _current_device is not None
+        and all(type(a) is numpy.ndarray and a.dtype in _AS_IS for a in data)
+    ):
+        device = _current_device()
+        return tuple(torch.as_tensor(a, device=device) for a in data)
     import keras
 
     def convert(a):
@@ -101,7 +159,7 @@ class TrainStep:
     def watch_finite(self) -> bool:
         """Makes each step also check whether each float weight is finite.
 
-        Eager, the check is one `_foreach_norm` after the update, as
+        Eager, the check runs right after the update, as
         `finite_flags` computes it; `finite_flags()` hands out its result.
         """
         if self._loss_fn is not None:
