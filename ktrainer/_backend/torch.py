@@ -62,8 +62,7 @@ def finite_flags(tensors):
         return torch.zeros(0, dtype=torch.bool)
     bounds = []
     with torch.no_grad():
-        for tensor in tensors:
-            tensor = tensor.detach()
+        for tensor in tensors:  # no_grad: no graph, no detach needed
             if tensor.numel():
                 bounds.extend(torch.aminmax(tensor))
             else:
@@ -81,36 +80,16 @@ def device_scope(name):
 
 
 # Numpy dtypes Keras hands to `torch.as_tensor` unchanged (it converts
-# uint32 and bfloat16 arrays first; those take the general path).
-_AS_IS = frozenset(
-    numpy.dtype(name)
-    for name in (
-        "bool",
-        "uint8",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "float16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    )
-)
+# uint32 and bfloat16 arrays first; those take the general path): bool,
+# uint8, int8/16/32/64, float16/32/64, complex64/128, as type codes.
+_AS_IS = frozenset(map(numpy.dtype, "?BbhiqefdFD"))
 
-
-def _keras_device_getter():
-    # Keras's current torch device (honours `keras.device` scopes); it has
-    # no public getter, so fall back to the general path without it.
-    try:
-        from keras.src.backend.torch.core import get_device
-    except ImportError:  # pragma: no cover - another Keras layout
-        return None
-    return get_device
-
-
-_current_device = _keras_device_getter()
+# Keras's current torch device (honours `keras.device` scopes). Keras has
+# no public getter; without this one `_to_tensors` takes the general path.
+try:
+    from keras.src.backend.torch.core import get_device as _current_device
+except ImportError:  # pragma: no cover - another Keras layout
+    _current_device = None
 
 
 def _to_tensors(data, only=None):
